@@ -1,0 +1,46 @@
+# autoenc: learned compression for Sentinel-1 SAR.  `make` lists the targets.
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# torch is installed first, on its own, so that nothing pulls a multi-GB CUDA build on a
+# CPU machine. GPU users override both, e.g.
+#   make demo TORCH_SPEC="torch==2.13.0" TORCH_PIP_ARGS="--index-url <CUDA wheel index>"
+TORCH_SPEC ?= torch==2.13.0
+TORCH_PIP_ARGS ?=
+STAMP := $(VENV)/.autoenc-installed
+PYTEST_ARGS ?= -n 2
+
+.PHONY: help install demo test bench gpu-check clean
+
+help: ## list the targets
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q $(TORCH_PIP_ARGS) "$(TORCH_SPEC)"
+	$(PY) -m pip install -q -e ".[test]"
+	@touch $(STAMP)
+
+install: $(STAMP) ## create .venv and install autoenc (torch first)
+
+demo: $(STAMP) ## install, then train the residual variant on the embedded synthetic data (<= 5 min on 2 CPU cores)
+	rm -rf lightning_logs/demo
+	$(VENV)/bin/autoenc fit --config configs/residual.yaml --config configs/demo.yaml
+
+test: $(STAMP) ## install, then run the test suite
+	$(PY) -m pytest $(PYTEST_ARGS) -q
+
+bench: $(STAMP) ## run the benchmarks (prints measured ratios)
+	$(PY) benchmarks/bench_loading.py
+	$(PY) benchmarks/bench_overhead.py
+
+gpu-check: $(STAMP) ## GPU throughput/memory check; writes benchmarks/results/gpu-<date>.json
+	$(PY) benchmarks/gpu_check.py --out benchmarks/results
+
+clean: ## remove build outputs, logs and generated data (keeps .venv)
+	rm -rf lightning_logs data/synthetic predictions build dist *.egg-info .pytest_cache
+	find . -name __pycache__ -type d -prune -not -path './.venv/*' -exec rm -rf {} +

@@ -1,0 +1,11 @@
+# Copyright (c) autoenc developers.
+# Licensed under the MIT License.
+
+"""Lightning callbacks of autoenc (listed in the YAML configs)."""
+
+from autoenc.callbacks.metrics import ImageMetrics
+from autoenc.callbacks.system import DeviceMonitor
+from autoenc.callbacks.tensorboard import TensorBoardVisuals
+from autoenc.callbacks.writer import PatchPredictionWriter
+
+__all__ = ["DeviceMonitor", "ImageMetrics", "PatchPredictionWriter", "TensorBoardVisuals"]

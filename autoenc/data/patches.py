@@ -1,0 +1,116 @@
+# Copyright (c) autoenc developers.
+# Licensed under the MIT License.
+
+"""Memory-mapped patch dataset over ``.npy`` shards.
+
+Shards are opened lazily with ``np.load(mmap_mode="r")`` inside each worker process and cached
+there; the cache is dropped when the dataset is pickled for a worker, so no file handle or
+mapping ever crosses a process boundary. Patch lookup is a binary search over cumulative counts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+UINT16_SCALE = 65535.0
+
+
+def d4_transform(x: Tensor, k: int, flip: bool) -> Tensor:
+    """Apply one element of the dihedral group D4 (``k`` quarter turns, then an optional flip).
+
+    Args:
+        x: (C, H, W) patch.
+        k: number of 90° rotations, 0..3.
+        flip: mirror the last axis after rotating.
+    """
+    x = torch.rot90(x, k, dims=(-2, -1))
+    return torch.flip(x, dims=(-1,)) if flip else x
+
+
+class PatchDataset(Dataset[dict[str, Any]]):
+    """Patches of a subset of shards, decoded from uint16 to float32 in [0, 1].
+
+    Each item is ``{"image": (1, h, w) float32, "index": int, "scene_id": str}``; ``index`` is
+    the position within this dataset, so prediction writers can map outputs back to patches.
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        shards: Sequence[dict[str, Any]],
+        crop_size: int | None = None,
+        augment: bool = False,
+    ) -> None:
+        """Index ``shards`` (manifest entries) below ``root``.
+
+        Args:
+            root: dataset directory holding ``manifest.json``.
+            shards: manifest shard entries (``file``, ``scene_id``, ``num_patches``, ``shape``).
+            crop_size: random crop side (train-time speed-up); ``None`` keeps whole patches.
+            augment: random D4 (flips and 90° rotations) per item.
+        """
+        self.root = Path(root)
+        self.shards = list(shards)
+        counts = np.array([int(s["num_patches"]) for s in self.shards], dtype=np.int64)
+        # starts[i] = index of the first patch of shard i; ends[i] = one past its last.
+        self.ends = np.cumsum(counts)
+        self.starts = self.ends - counts
+        self.crop_size = crop_size
+        self.augment = augment
+        patch = int(self.shards[0]["shape"][-1]) if self.shards else 0
+        if crop_size is not None and not 0 < crop_size <= patch:
+            raise ValueError(f"crop_size={crop_size} must be in 1..{patch} (the patch size)")
+        self._cache: dict[int, np.ndarray] = {}
+
+    def __len__(self) -> int:
+        return int(self.ends[-1]) if len(self.ends) else 0
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Never pickle open memory maps into worker processes.
+        state = self.__dict__.copy()
+        state["_cache"] = {}
+        return state
+
+    def locate(self, index: int) -> tuple[int, int]:
+        """Return ``(shard, offset)`` of a dataset index in O(log n)."""
+        if not 0 <= index < len(self):
+            raise IndexError(f"patch index {index} out of range 0..{len(self) - 1}")
+        shard = int(np.searchsorted(self.ends, index, side="right"))
+        return shard, index - int(self.starts[shard])
+
+    def scene_of(self, index: int) -> str:
+        """Scene id of a dataset index."""
+        return str(self.shards[self.locate(index)[0]]["scene_id"])
+
+    def _array(self, shard: int) -> np.ndarray:
+        arr = self._cache.get(shard)
+        if arr is None:
+            arr = np.load(self.root / self.shards[shard]["file"], mmap_mode="r")
+            self._cache[shard] = arr
+        return arr
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        shard, offset = self.locate(index)
+        raw = np.asarray(self._array(shard)[offset], dtype=np.float32)  # (1, P, P) uint16 -> f32
+        x = torch.from_numpy(raw).div_(UINT16_SCALE)
+        if self.crop_size is not None and self.crop_size < x.shape[-1]:
+            h, w = x.shape[-2:]
+            top = int(torch.randint(0, h - self.crop_size + 1, ()).item())
+            left = int(torch.randint(0, w - self.crop_size + 1, ()).item())
+            x = x[:, top : top + self.crop_size, left : left + self.crop_size]
+        if self.augment:
+            k = int(torch.randint(0, 4, ()).item())
+            flip = bool(torch.randint(0, 2, ()).item())
+            x = d4_transform(x, k, flip)
+        return {
+            "image": x.contiguous(),
+            "index": index,
+            "scene_id": str(self.shards[shard]["scene_id"]),
+        }

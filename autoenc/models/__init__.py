@@ -1,0 +1,31 @@
+# Copyright (c) autoenc developers.
+# Licensed under the MIT License.
+"""Autoencoder variants; importing this package registers all of them."""
+
+from __future__ import annotations
+
+from autoenc.models.attention import AttentionAutoencoder
+from autoenc.models.base import AutoencoderBase
+from autoenc.models.plain import PlainAutoencoder
+from autoenc.models.registry import (
+    MODELS,
+    create_model,
+    get_model_class,
+    list_models,
+    register_model,
+)
+from autoenc.models.residual import ResidualAutoencoder
+from autoenc.models.resnet import ResNetAutoencoder
+
+__all__ = [
+    "MODELS",
+    "AttentionAutoencoder",
+    "AutoencoderBase",
+    "PlainAutoencoder",
+    "ResNetAutoencoder",
+    "ResidualAutoencoder",
+    "create_model",
+    "get_model_class",
+    "list_models",
+    "register_model",
+]

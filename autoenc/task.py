@@ -1,0 +1,219 @@
+# Copyright (c) autoenc developers.
+# Licensed under the MIT License.
+
+"""The Lightning task that trains any registered autoencoder variant.
+
+The variant is injected (``model: class_path: autoenc.models.ResidualAutoencoder``) and stored in
+the checkpoint's hyper-parameters as ``{"class_path", "init_args"}``, so
+``CompressionTask.load_from_checkpoint(path)`` rebuilds the right network with no arguments.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from lightning.pytorch import LightningModule
+from lightning.pytorch.utilities.types import OptimizerLRSchedulerConfig
+from torch import Tensor
+from torchmetrics.functional.image import structural_similarity_index_measure
+from typing_extensions import override
+
+from autoenc.models import AutoencoderBase, get_model_class
+
+SchedulerName = Literal["plateau", "cosine", "none"]
+
+# One SSIM setting everywhere (loss, metrics, evaluation): Gaussian 11x11, sigma 1.5, range 1.
+SSIM_KWARGS: dict[str, Any] = {"gaussian_kernel": True, "kernel_size": 11, "sigma": 1.5}
+
+
+class NonFiniteLossError(RuntimeError):
+    """Raised when the loss stays NaN/Inf for too many consecutive training steps."""
+
+
+def ssim_fp32(x_hat: Tensor, x: Tensor) -> Tensor:
+    """SSIM over [0, 1] images computed in fp32 with autocast off (stable under AMP)."""
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        value = structural_similarity_index_measure(
+            x_hat.float(), x.float(), data_range=1.0, **SSIM_KWARGS
+        )
+    assert isinstance(value, Tensor)
+    return value
+
+
+def model_spec(model: AutoencoderBase) -> dict[str, Any]:
+    """JSON-serialisable identity of a network: import path and constructor arguments."""
+    cls = type(model)
+    return {"class_path": f"{cls.__module__}.{cls.__qualname__}", "init_args": dict(model.config)}
+
+
+def build_model(spec: Mapping[str, Any]) -> AutoencoderBase:
+    """Rebuild a network from :func:`model_spec` output (or a YAML ``class_path`` mapping)."""
+    class_path = str(spec.get("class_path", ""))
+    module_name, _, name = class_path.rpartition(".")
+    if module_name:
+        cls = getattr(importlib.import_module(module_name), name, None)
+        if not (isinstance(cls, type) and issubclass(cls, AutoencoderBase)):
+            raise ValueError(f"model class_path {class_path!r} is not an autoenc model")
+    else:
+        cls = get_model_class(name)  # raises, listing the registered variants
+    return cls(**dict(spec.get("init_args") or {}))
+
+
+def warmup_cosine(step: int, warmup: int, total: int) -> float:
+    """LR factor: linear warm-up over ``warmup`` steps, then cosine decay to 0 at ``total``."""
+    if step < warmup:
+        return (step + 1) / (warmup + 1)
+    progress = min((step - warmup) / max(total - warmup, 1), 1.0)
+    return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+class CompressionTask(LightningModule):
+    """Train an autoencoder with ``w_mse·MSE + w_ssim·(1 − SSIM)`` on [0, 1] dB patches.
+
+    Validation/test metrics (PSNR, SSIM, MS-SSIM) are computed on the device by
+    :class:`autoenc.callbacks.ImageMetrics`, from the dict each eval step returns.
+    """
+
+    def __init__(
+        self,
+        model: AutoencoderBase,
+        w_mse: float = 0.5,
+        w_ssim: float = 0.5,
+        lr: float = 1e-4,
+        weight_decay: float = 1e-5,
+        scheduler: SchedulerName = "plateau",
+        plateau_factor: float = 0.5,
+        plateau_patience: int = 10,
+        warmup_steps: int = 100,
+        max_nonfinite_steps: int = 10,
+    ) -> None:
+        """Wrap ``model``.
+
+        Args:
+            model: an autoenc network (instance, or its ``{"class_path", "init_args"}`` spec).
+            w_mse: weight of the MSE term.
+            w_ssim: weight of the ``1 − SSIM`` term (SSIM always in fp32).
+            lr: AdamW learning rate.
+            weight_decay: AdamW weight decay.
+            scheduler: ``plateau`` (ReduceLROnPlateau on ``val/loss``), ``cosine`` (linear
+                warm-up then cosine decay, per step) or ``none``.
+            plateau_factor: LR factor of ``plateau``.
+            plateau_patience: epochs without ``val/loss`` improvement before ``plateau`` decays.
+            warmup_steps: linear warm-up optimizer steps of ``cosine``.
+            max_nonfinite_steps: consecutive NaN/Inf losses tolerated (each skipped, counted and
+                logged) before the run stops with :class:`NonFiniteLossError`.
+        """
+        super().__init__()
+        if isinstance(model, Mapping):
+            model = build_model(model)
+        if not isinstance(model, AutoencoderBase):
+            raise TypeError(f"model must be an autoenc AutoencoderBase, got {type(model).__name__}")
+        if w_mse < 0 or w_ssim < 0 or w_mse + w_ssim == 0:
+            raise ValueError(f"loss weights must be >= 0 and not both 0, got {w_mse=}, {w_ssim=}")
+        if max_nonfinite_steps < 1:
+            raise ValueError(f"max_nonfinite_steps must be >= 1, got {max_nonfinite_steps}")
+        self.save_hyperparameters(ignore=["model"])
+        self.hparams["model"] = model_spec(model)  # what load_from_checkpoint rebuilds
+        self.model = model
+        self.w_mse = w_mse
+        self.w_ssim = w_ssim
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.scheduler = scheduler
+        self.plateau_factor = plateau_factor
+        self.plateau_patience = plateau_patience
+        self.warmup_steps = warmup_steps
+        self.max_nonfinite_steps = max_nonfinite_steps
+        self.nonfinite_consecutive = 0
+        self.nonfinite_total = 0
+
+    @property
+    def downsampling_factor(self) -> int:
+        """Spatial reduction of the wrapped network (inputs must be multiples of it)."""
+        return self.model.downsampling_factor
+
+    @override
+    def forward(self, x: Tensor) -> dict[str, Tensor]:
+        return self.model(x)
+
+    def loss(self, x_hat: Tensor, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Return ``(loss, mse, ssim)``, all computed in fp32."""
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            mse = F.mse_loss(x_hat.float(), x.float())
+        ssim = ssim_fp32(x_hat, x)
+        return self.w_mse * mse + self.w_ssim * (1.0 - ssim), mse, ssim
+
+    @override
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor | None:
+        x = batch["image"]
+        out = self.model(x)
+        loss, mse, ssim = self.loss(out["x_hat"], x)
+        if not torch.isfinite(loss):
+            self.nonfinite_consecutive += 1
+            self.nonfinite_total += 1
+            self.log("train/nonfinite_steps", float(self.nonfinite_total), batch_size=x.shape[0])
+            if self.nonfinite_consecutive >= self.max_nonfinite_steps:
+                raise NonFiniteLossError(
+                    f"training loss was non-finite ({loss.item()}) for "
+                    f"{self.nonfinite_consecutive} consecutive steps (max_nonfinite_steps="
+                    f"{self.max_nonfinite_steps}) at global step {self.global_step}; "
+                    f"{self.nonfinite_total} non-finite steps in total. Lower the learning rate, "
+                    "use bf16-mixed instead of 16-mixed, or check the data for NaN/Inf."
+                )
+            return None  # skipped, but counted and logged above
+        self.nonfinite_consecutive = 0
+        n = x.shape[0]
+        self.log("train/loss", loss, prog_bar=True, batch_size=n)
+        self.log("train/mse", mse, batch_size=n)
+        self.log("train/ssim", ssim, batch_size=n)
+        return loss
+
+    def _eval_step(self, batch: dict[str, Any], stage: str) -> dict[str, Tensor]:
+        x = batch["image"]
+        out = self.model(x)
+        loss, _, _ = self.loss(out["x_hat"], x)
+        self.log(
+            f"{stage}/loss", loss, prog_bar=stage == "val", sync_dist=True, batch_size=x.shape[0]
+        )
+        return {"x_hat": out["x_hat"].detach(), "x": x, "y": out["y"].detach()}
+
+    @override
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Tensor]:
+        return self._eval_step(batch, "val")
+
+    @override
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Tensor]:
+        return self._eval_step(batch, "test")
+
+    @override
+    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Tensor]:
+        out = self.model(batch["image"])
+        return {"x_hat": out["x_hat"], "y": out["y"], "index": batch["index"]}
+
+    @override
+    def configure_optimizers(self) -> OptimizerLRSchedulerConfig:
+        optimizer = torch.optim.AdamW(
+            self.model.parameters(), lr=self.lr, weight_decay=self.weight_decay
+        )
+        scheduler: Any
+        if self.scheduler == "plateau":
+            scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+                optimizer, mode="min", factor=self.plateau_factor, patience=self.plateau_patience
+            )
+            config = {"scheduler": scheduler, "monitor": "val/loss", "interval": "epoch"}
+        else:
+            total = max(int(self.trainer.estimated_stepping_batches), 1)
+            warmup = min(self.warmup_steps, total - 1) if self.scheduler == "cosine" else 0
+
+            def factor(step: int) -> float:
+                return warmup_cosine(step, warmup, total) if self.scheduler == "cosine" else 1.0
+
+            scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+            config = {"scheduler": scheduler, "interval": "step"}
+        # Named "lr" so LearningRateMonitor logs the key `lr`.
+        return {"optimizer": optimizer, "lr_scheduler": {**config, "name": "lr"}}

@@ -1,0 +1,108 @@
+# Copyright (c) autoenc developers.
+# Licensed under the MIT License.
+
+"""The task: checkpoints rebuild every variant, loss terms, fp32 SSIM, schedulers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from lightning.pytorch import Trainer
+
+from autoenc.data.datamodule import PatchDataModule
+from autoenc.models import create_model, list_models
+from autoenc.task import CompressionTask, build_model, model_spec, ssim_fp32, warmup_cosine
+
+
+def _fit_one_step(task: CompressionTask, root: Path, tmp_path: Path) -> Trainer:
+    trainer = Trainer(
+        accelerator="cpu",
+        max_steps=1,
+        limit_val_batches=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+    )
+    trainer.fit(task, datamodule=PatchDataModule(root=str(root), batch_size=4, num_workers=0))
+    return trainer
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_checkpoint_rebuilds_the_variant(name: str, tiny_root: Path, tmp_path: Path) -> None:
+    task = CompressionTask(model=create_model(name, base_channels=4, latent_channels=8))
+    trainer = _fit_one_step(task, tiny_root, tmp_path)
+    path = tmp_path / "model.ckpt"
+    trainer.save_checkpoint(path)
+    loaded = CompressionTask.load_from_checkpoint(path)  # no extra arguments
+    assert type(loaded.model) is type(task.model)
+    assert loaded.hparams["model"] == model_spec(task.model)
+    x = torch.rand(2, 1, 32, 48)
+    task.eval()
+    loaded.eval()
+    with torch.no_grad():
+        a, b = task(x), loaded(x)
+    assert torch.equal(a["x_hat"], b["x_hat"])
+    assert torch.equal(a["y"], b["y"])
+
+
+def test_loss_is_weighted_mse_plus_one_minus_ssim() -> None:
+    task = CompressionTask(model=create_model("PlainAutoencoder", base_channels=4), w_mse=0.3, w_ssim=0.7)
+    x = torch.rand(2, 1, 32, 32)
+    x_hat = (x + 0.1 * torch.randn_like(x)).clamp(0, 1)
+    loss, mse, ssim = task.loss(x_hat, x)
+    assert torch.isclose(mse, torch.mean((x_hat - x) ** 2))
+    assert torch.isclose(loss, 0.3 * mse + 0.7 * (1 - ssim))
+    assert task.loss(x, x)[0].abs() < 1e-5  # perfect reconstruction costs nothing
+
+
+def test_ssim_stays_fp32_under_bf16_autocast() -> None:
+    x = torch.rand(2, 1, 32, 32)
+    x_hat = (x + 0.05 * torch.randn_like(x)).clamp(0, 1)
+    reference = ssim_fp32(x_hat, x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        value = ssim_fp32(x_hat.bfloat16(), x.bfloat16())
+    assert value.dtype == torch.float32
+    assert torch.isclose(value, reference, atol=5e-3)
+
+
+def test_build_model_rejects_foreign_class_paths() -> None:
+    with pytest.raises(ValueError, match="torch.nn.Linear"):
+        build_model({"class_path": "torch.nn.Linear", "init_args": {}})
+    with pytest.raises(ValueError, match="valid variants"):
+        build_model({"class_path": "Nope"})
+
+
+@pytest.mark.parametrize("bad", [{"w_mse": 0.0, "w_ssim": 0.0}, {"w_mse": -1.0}, {"max_nonfinite_steps": 0}])
+def test_bad_task_arguments_are_named(bad: dict[str, float]) -> None:
+    with pytest.raises(ValueError, match=next(iter(bad))):
+        CompressionTask(model=create_model("PlainAutoencoder", base_channels=4), **bad)  # type: ignore[arg-type]
+
+
+def test_warmup_cosine_shape() -> None:
+    values = [warmup_cosine(step, warmup=3, total=10) for step in range(12)]
+    assert values[:3] == pytest.approx([0.25, 0.5, 0.75])  # linear warm-up
+    assert values[3] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(values[3:], values[4:], strict=False))  # then decays
+    assert values[10] == pytest.approx(0.0) and values[11] == pytest.approx(0.0)
+
+
+@pytest.mark.parametrize("scheduler", ["cosine", "none", "plateau"])
+def test_schedulers_run(scheduler: str, tiny_root: Path, tmp_path: Path) -> None:
+    task = CompressionTask(
+        model=create_model("PlainAutoencoder", base_channels=4),
+        lr=1e-3,
+        scheduler=scheduler,  # type: ignore[arg-type]
+    )
+    trainer = _fit_one_step(task, tiny_root, tmp_path)
+    config = trainer.lr_scheduler_configs[0]
+    assert config.name == "lr"  # LearningRateMonitor logs the key `lr`
+    lr = trainer.optimizers[0].param_groups[0]["lr"]
+    if scheduler == "cosine":
+        assert config.interval == "step"
+        assert lr == pytest.approx(0.0)  # a 1-step run has decayed fully after its step
+    else:
+        assert lr == pytest.approx(1e-3)
