@@ -179,8 +179,8 @@ def test_plain_matches_predecessor_parameter_count() -> None:
     ("name", "expected"),
     [
         ("ResNetAutoencoder", 5_259_729),
-        ("ResidualAutoencoder", 3_674_065),
-        ("AttentionAutoencoder", 3_691_191),
+        ("ResidualAutoencoder", 4_080_593),
+        ("AttentionAutoencoder", 4_097_719),
     ],
 )
 def test_default_parameter_counts(name: str, expected: int) -> None:

@@ -27,12 +27,15 @@ def no_attention(channels: int, site: AttentionSite) -> list[nn.Module]:
     return []
 
 
-def _stage(
-    first: nn.Module, width: int, blocks_per_stage: int, attention: AttentionHook
-) -> nn.Sequential:
-    """``first`` (changes resolution), then the stage's residual blocks and attention."""
-    layers: list[nn.Module] = [first, *attention(width, "block")]
-    for _ in range(blocks_per_stage - 1):
+def _stage(first: nn.Module, width: int, more_blocks: int, attention: AttentionHook) -> nn.Sequential:
+    """``first`` (changes resolution), ``more_blocks`` residual blocks, and attention.
+
+    Per-block attention follows every residual block, ``first`` included when it is one.
+    """
+    layers: list[nn.Module] = [first]
+    if isinstance(first, PreActResidualBlock):
+        layers += attention(width, "block")
+    for _ in range(more_blocks):
         layers += [PreActResidualBlock(width, width), *attention(width, "block")]
     layers += attention(width, "stage")
     return nn.Sequential(*layers)
@@ -50,8 +53,8 @@ def build_g_a(
     in_ch = b
     for width in (b, 2 * b, 4 * b, 8 * b):
         # (B, in, H, W) -> (B, width, H/2, W/2)
-        first = PreActResidualBlock(in_ch, width, stride=2)
-        layers.append(_stage(first, width, blocks_per_stage, attention))
+        first = PreActResidualBlock(in_ch, width, stride=2)  # the stage's first block
+        layers.append(_stage(first, width, blocks_per_stage - 1, attention))
         in_ch = width
     layers += attention(in_ch, "bottleneck")
     # no final activation: the latent y is unbounded
@@ -72,7 +75,7 @@ def build_g_s(
     in_ch = 8 * b
     for width in (4 * b, 2 * b, b, b):
         # (B, in, H, W) -> (B, width, 2H, 2W)
-        first = bilinear_up_conv(in_ch, width, kernel_size=3)
+        first = bilinear_up_conv(in_ch, width, kernel_size=3)  # not a residual block
         layers.append(_stage(first, width, blocks_per_stage, attention))
         in_ch = width
     layers += [nn.BatchNorm2d(in_ch), nn.ReLU(), conv(in_ch, 1, 7, bias=True), nn.Sigmoid()]
