@@ -8,10 +8,11 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from torch.utils.data import Dataset
+
+from autoenc.data.patches import PatchDataset
 
 
-def patch_mean_psnr(dataset: Dataset, limit: int | None = None) -> float:  # type: ignore[type-arg]
+def patch_mean_psnr(dataset: PatchDataset, limit: int | None = None) -> float:
     """PSNR (data_range 1) of predicting every patch by its own mean value.
 
     Pooled over all pixels like torchmetrics' ``PeakSignalNoiseRatio`` (one MSE over the set),
@@ -19,9 +20,9 @@ def patch_mean_psnr(dataset: Dataset, limit: int | None = None) -> float:  # typ
     structure at all.
     """
     total, count = 0.0, 0
-    n = len(dataset)  # type: ignore[arg-type]
+    n = len(dataset)
     for i in range(n if limit is None else min(n, limit)):
-        x = dataset[i]["image"].numpy().astype(np.float64)
+        x = dataset.image(i).numpy().astype(np.float64)
         total += float(((x - x.mean()) ** 2).sum())
         count += x.size
     if count == 0:

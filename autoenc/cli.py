@@ -29,9 +29,16 @@ def _synth(argv: list[str]) -> int:
     return synth_main(argv)
 
 
+def _variants(argv: list[str]) -> int:
+    from autoenc.models.table import variants_main
+
+    return variants_main(argv)
+
+
 # name -> (entry point taking argv, one-line help). Later issues add prepare, compress, ...
 COMMANDS: dict[str, tuple[Callable[[list[str]], int], str]] = {
     "synth": (_synth, "generate the synthetic Sentinel-1-like patch dataset"),
+    "variants": (_variants, "print the table of registered model variants"),
 }
 
 HELP = """usage: autoenc COMMAND [options]
@@ -80,6 +87,7 @@ class AutoencCLI(LightningCLI):
     @override
     def after_fit(self) -> None:
         trainer = self.trainer
+        log_dir = trainer.log_dir  # a collective under DDP: every rank must ask
         if not trainer.is_global_zero:
             return
         lines = ["", "autoenc: training finished"]
@@ -88,9 +96,10 @@ class AutoencCLI(LightningCLI):
             from autoenc.baselines import patch_mean_psnr
 
             psnr = float(metrics["val/psnr"])
+            ssim = float(metrics.get("val/ssim", math.nan))
             base = patch_mean_psnr(self.datamodule.datasets["val"])
             lines.append(
-                f"  final val PSNR {psnr:.2f} dB, SSIM {float(metrics.get('val/ssim', math.nan)):.3f}"
+                f"  final val PSNR {psnr:.2f} dB, SSIM {ssim:.3f}"
                 f" (patch-mean predictor: {base:.2f} dB, {psnr - base:+.2f} dB)"
             )
         ckpt = trainer.checkpoint_callback
@@ -101,13 +110,13 @@ class AutoencCLI(LightningCLI):
             lines.append(
                 f"  resume:      autoenc fit --ckpt_path {Path(ckpt.dirpath) / 'last.ckpt'}"
             )
-        if trainer.log_dir:
-            lines.append(f"  TensorBoard: tensorboard --logdir {trainer.log_dir}")
+        if log_dir:
+            lines.append(f"  TensorBoard: tensorboard --logdir {log_dir}")
         sys.stdout.write("\n".join(lines) + "\n")
 
 
 def _run_config_for(ckpt_path: str) -> Path | None:
-    """Find the ``config.yaml`` of the run a checkpoint belongs to (``<run>/checkpoints/x.ckpt``)."""
+    """Find the ``config.yaml`` of a checkpoint's run (``<run>/checkpoints/x.ckpt``)."""
     ckpt = Path(ckpt_path)
     for folder in (ckpt.parent.parent, ckpt.parent):
         if (folder / RUN_CONFIG).is_file():
@@ -157,7 +166,10 @@ def run_trainer(argv: Sequence[str], *, use_sys_argv: bool = False) -> AutoencCL
         save_config_kwargs={"overwrite": True},
         auto_configure_optimizers=False,
         # Raise parse errors (ArgumentError) so main() can add what the user needs to fix them.
-        parser_kwargs={"exit_on_error": False, **{s: {"exit_on_error": False} for s in TRAINER_COMMANDS}},
+        parser_kwargs={
+            "exit_on_error": False,
+            **{s: {"exit_on_error": False} for s in TRAINER_COMMANDS},
+        },
     )
 
 

@@ -141,7 +141,9 @@ def test_predict_writes_one_reconstruction_per_patch(tiny_root: Path, in_tmp: Pa
     cfg = config_args("residual")
     assert main(["fit", *cfg, *tiny(tiny_root)]) == 0
     ckpt = in_tmp / "lightning_logs" / "residual" / "checkpoints" / "last.ckpt"
-    run_trainer(["predict", *cfg, *tiny(tiny_root), "--data.predict_split=val", f"--ckpt_path={ckpt}"])
+    run_trainer(
+        ["predict", *cfg, *tiny(tiny_root), "--data.predict_split=val", f"--ckpt_path={ckpt}"]
+    )
     out = in_tmp / "lightning_logs" / "residual" / "predictions"
     manifest = json.loads((out / "manifest.json").read_text())
     source = json.loads((tiny_root / "manifest.json").read_text())

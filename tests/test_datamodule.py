@@ -18,7 +18,7 @@ import torch
 import autoenc.data.synth_dataset as synth_dataset
 from autoenc.data.datamodule import PatchDataModule
 from autoenc.data.dataset_format import read_manifest, write_shard
-from autoenc.data.patches import UINT16_SCALE, PatchDataset, d4_transform
+from autoenc.data.patches import UINT16_SCALE, PatchDataset, d4_transform, decode
 
 SPLITS = ("train", "val", "test")
 
@@ -114,7 +114,8 @@ def test_items_equal_stored_values(uneven_root: Any) -> None:
             item = ds[i]
             assert item["index"] == i
             assert item["scene_id"] == f"scene{s}"
-            img = item["image"]
+            assert item["image"].dtype == torch.uint16  # codes travel undecoded
+            img = decode(item["image"])
             assert img.dtype == torch.float32 and img.shape == (1, 8, 8)
             assert torch.equal(img, _expected(a[o]))
             # And it decodes back to the exact stored integers.
@@ -200,13 +201,13 @@ def test_train_augmentation_permutes_pixels(tiny_root: Path) -> None:
     changed = 0
     for i in range(len(train)):
         stored = _expected(_stored_for(dm, "train", i))
-        img = train[i]["image"]
+        img = train.image(i)
         assert img.shape == stored.shape
         assert torch.equal(torch.sort(img.flatten()).values, torch.sort(stored.flatten()).values)
         assert any(torch.equal(img, v) for v in _d4_variants(stored))
         changed += not torch.equal(img, stored)
     # Several draws on the same item reach more than one D4 element.
-    seen = {tuple(train[0]["image"].flatten()[:4].tolist()) for _ in range(40)}
+    seen = {tuple(train.image(0).flatten()[:4].tolist()) for _ in range(40)}
     assert len(seen) > 1
     assert changed > 0
 
@@ -220,7 +221,7 @@ def test_val_test_not_augmented(tiny_root: Path, split: str) -> None:
     assert len(ds) > 0
     for i in range(len(ds)):
         for _ in range(3):
-            assert torch.equal(ds[i]["image"], _expected(_stored_for(dm, split, i)))
+            assert torch.equal(ds.image(i), _expected(_stored_for(dm, split, i)))
 
 
 def test_crop_gives_subwindows(tiny_root: Path) -> None:
@@ -233,7 +234,7 @@ def test_crop_gives_subwindows(tiny_root: Path) -> None:
         s, o = ds.locate(i)
         stored = _expected(_stored_patch(tiny_root, shards[s], o))
         for _ in range(3):
-            img = ds[i]["image"]
+            img = ds.image(i)
             assert img.shape == (1, 16, 16) and img.dtype == torch.float32
             assert img.is_contiguous()
             pos = _find_subwindow(stored, img)
@@ -249,7 +250,7 @@ def test_datamodule_crop_with_augment(tiny_root: Path) -> None:
     train = dm.datasets["train"]
     for i in range(min(len(train), 4)):
         stored = _expected(_stored_for(dm, "train", i))
-        img = train[i]["image"]
+        img = train.image(i)
         assert img.shape == (1, 16, 16)
         # Some D4 element of the crop is a window of the stored patch.
         assert any(_find_subwindow(stored, v) is not None for v in _d4_variants(img))
@@ -265,7 +266,7 @@ def test_dataset_crop_out_of_range(tiny_root: Path, crop: int) -> None:
 def test_dataset_crop_equal_to_patch_is_whole(tiny_root: Path) -> None:
     shards = read_manifest(tiny_root)["shards"][:1]
     ds = PatchDataset(tiny_root, shards, crop_size=32)
-    assert torch.equal(ds[0]["image"], _expected(_stored_patch(tiny_root, shards[0], 0)))
+    assert torch.equal(ds.image(0), _expected(_stored_patch(tiny_root, shards[0], 0)))
 
 
 @pytest.mark.parametrize("crop", [8, 24, 0, -16])
@@ -289,7 +290,9 @@ def test_train_dataloader_batches(tiny_root: Path) -> None:
     loader = dm.train_dataloader()
     assert loader.num_workers == 0 and loader.batch_size == 3
     n = 0
-    for batch in loader:
+    for raw in loader:
+        assert raw["image"].dtype == torch.uint16
+        batch = dm.on_after_batch_transfer(raw, 0)  # decoded where the Trainer put it
         img = batch["image"]
         assert img.dtype == torch.float32
         assert img.ndim == 4 and img.shape[1:] == (1, 32, 32) and 1 <= img.shape[0] <= 3
@@ -313,7 +316,7 @@ def test_dataloader_with_persistent_workers(tiny_root: Path) -> None:
     assert dm.datasets["train"]._cache
     loader = dm.train_dataloader()
     assert loader.num_workers == 2 and loader.persistent_workers
-    batch = next(iter(loader))
+    batch = dm.on_after_batch_transfer(next(iter(loader)), 0)  # what the Trainer does
     assert batch["image"].shape[1:] == (1, 32, 32)
     assert batch["image"].dtype == torch.float32
 
@@ -321,13 +324,13 @@ def test_dataloader_with_persistent_workers(tiny_root: Path) -> None:
 def test_dataset_pickles_without_cache(tiny_root: Path) -> None:
     shards = read_manifest(tiny_root)["shards"]
     ds = PatchDataset(tiny_root, shards)
-    first = ds[0]["image"]
+    first = ds.image(0)
     ds[len(ds) - 1]
     assert len(ds._cache) >= 1
     clone = pickle.loads(pickle.dumps(ds))
     assert clone._cache == {}
     assert len(ds._cache) >= 1  # pickling does not clear the original
-    assert torch.equal(clone[0]["image"], first)
+    assert torch.equal(clone.image(0), first)
     assert len(clone) == len(ds)
 
 

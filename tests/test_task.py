@@ -50,7 +50,9 @@ def test_checkpoint_rebuilds_the_variant(name: str, tiny_root: Path, tmp_path: P
 
 
 def test_loss_is_weighted_mse_plus_one_minus_ssim() -> None:
-    task = CompressionTask(model=create_model("PlainAutoencoder", base_channels=4), w_mse=0.3, w_ssim=0.7)
+    task = CompressionTask(
+        model=create_model("PlainAutoencoder", base_channels=4), w_mse=0.3, w_ssim=0.7
+    )
     x = torch.rand(2, 1, 32, 32)
     x_hat = (x + 0.1 * torch.randn_like(x)).clamp(0, 1)
     loss, mse, ssim = task.loss(x_hat, x)
@@ -76,7 +78,9 @@ def test_build_model_rejects_foreign_class_paths() -> None:
         build_model({"class_path": "Nope"})
 
 
-@pytest.mark.parametrize("bad", [{"w_mse": 0.0, "w_ssim": 0.0}, {"w_mse": -1.0}, {"max_nonfinite_steps": 0}])
+@pytest.mark.parametrize(
+    "bad", [{"w_mse": 0.0, "w_ssim": 0.0}, {"w_mse": -1.0}, {"max_nonfinite_steps": 0}]
+)
 def test_bad_task_arguments_are_named(bad: dict[str, float]) -> None:
     with pytest.raises(ValueError, match=next(iter(bad))):
         CompressionTask(model=create_model("PlainAutoencoder", base_channels=4), **bad)  # type: ignore[arg-type]

@@ -48,8 +48,8 @@ class DeviceMonitor(Callback):
             )
             if foreign / GIB > self.foreign_warn_gib:
                 rank_zero_warn(
-                    f"{foreign / GIB:.2f} GiB of {total / GIB:.2f} GiB on {device} ({name}) is held "
-                    "by other processes; check `nvidia-smi` for stray jobs before a long run"
+                    f"{foreign / GIB:.2f} GiB of {total / GIB:.2f} GiB on {device} ({name}) is "
+                    "held by other processes; check `nvidia-smi` for stray jobs before a long run"
                 )
             torch.cuda.reset_peak_memory_stats(device)
         else:
@@ -60,9 +60,9 @@ class DeviceMonitor(Callback):
         device = pl_module.device
         if device.type == "cuda":
             peak = torch.cuda.max_memory_allocated(device) / GIB
-            pl_module.log("sys/peak_gpu_mem_gib", peak, rank_zero_only=True)
+            pl_module.log("sys/peak_gpu_mem_gib", peak, sync_dist=True, reduce_fx="max")
             torch.cuda.reset_peak_memory_stats(device)
         else:
             # ru_maxrss is in KiB on Linux.
             peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
-            pl_module.log("sys/peak_rss_gib", peak, rank_zero_only=True)
+            pl_module.log("sys/peak_rss_gib", peak, sync_dist=True, reduce_fx="max")

@@ -37,13 +37,18 @@ def comparison_strip(x: Tensor, x_hat: Tensor) -> Tensor:
 
 
 class TensorBoardVisuals(Callback):
-    """Every validation epoch: a fixed set of patches as original | reconstruction | difference,
-    and a histogram of their latents; at fit end, hparams with the best checkpoint's metrics."""
+    """Fixed validation patches, latent histograms and final hparams in TensorBoard.
+
+    Every validation epoch shows the same patches as original | reconstruction | difference and
+    a histogram of their latents; at fit end, the hparams are logged with the final metrics.
+    """
 
     def __init__(self, num_images: int = 4, final_metrics: tuple[str, ...] = ("val/psnr",)) -> None:
-        """Args:
-        num_images: validation patches shown (the first ones of the split, so always the same).
-        final_metrics: logged metrics recorded next to the hparams when fit ends.
+        """Configure the visuals.
+
+        Args:
+            num_images: validation patches shown (the first ones of the split, always the same).
+            final_metrics: logged metrics recorded next to the hparams when fit ends.
         """
         super().__init__()
         self.num_images = num_images
@@ -58,7 +63,7 @@ class TensorBoardVisuals(Callback):
         if self._fixed is None:
             dataset = trainer.datamodule.datasets["val"]  # type: ignore[attr-defined]
             n = min(self.num_images, len(dataset))
-            self._fixed = torch.stack([dataset[i]["image"] for i in range(n)])
+            self._fixed = torch.stack([dataset.image(i) for i in range(n)])
         x = self._fixed.to(pl_module.device)
         with torch.no_grad():
             out = pl_module(x)

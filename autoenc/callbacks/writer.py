@@ -25,9 +25,11 @@ class PatchPredictionWriter(BasePredictionWriter):
     """
 
     def __init__(self, output_dir: str = "predictions", write_latents: bool = True) -> None:
-        """Args:
-        output_dir: directory to create (must not already hold a manifest).
-        write_latents: also store the latents.
+        """Configure the writer.
+
+        Args:
+            output_dir: directory to create (must not already hold a manifest).
+            write_latents: also store the latents.
         """
         super().__init__(write_interval="batch")
         self.output_dir = Path(output_dir)

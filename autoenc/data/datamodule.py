@@ -13,9 +13,10 @@ import torch
 from lightning.pytorch import LightningDataModule
 from lightning.pytorch.accelerators import CUDAAccelerator
 from torch.utils.data import DataLoader
+from typing_extensions import override
 
 from autoenc.data.dataset_format import read_manifest, validate_shards
-from autoenc.data.patches import PatchDataset
+from autoenc.data.patches import PatchDataset, decode
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +142,12 @@ class PatchDataModule(LightningDataModule):
             persistent_workers=self.persistent_workers and self.num_workers > 0,
             drop_last=False,
         )
+
+    @override
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Decode the uint16 codes to float32 [0, 1] on the device they were moved to."""
+        batch["image"] = decode(batch["image"])
+        return batch
 
     def train_dataloader(self) -> DataLoader[dict[str, Any]]:
         """Shuffled, augmented (D4), optionally cropped training patches."""

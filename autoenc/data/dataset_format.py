@@ -134,16 +134,22 @@ def read_manifest(root: Path) -> dict[str, Any]:
             f"this version of autoenc reads {FORMAT_VERSION}"
         )
     if m["storage_dtype"] != STORAGE_DTYPE:
-        raise ValueError(f"dataset manifest {path} has unsupported storage_dtype {m['storage_dtype']!r}")
+        raise ValueError(
+            f"dataset manifest {path} has unsupported storage_dtype {m['storage_dtype']!r}"
+        )
     for i, s in enumerate(m["shards"]):
         miss = [k for k in _SHARD_KEYS if k not in s]
         if miss:
             raise ValueError(f"dataset manifest {path}: shard #{i} lacks keys: {', '.join(miss)}")
         if s["scene_id"] not in m["scenes"]:
-            raise ValueError(f"dataset manifest {path}: shard {s['file']} names unknown scene {s['scene_id']!r}")
+            raise ValueError(
+                f"dataset manifest {path}: shard {s['file']} names unknown scene {s['scene_id']!r}"
+            )
     for sid, info in m["scenes"].items():
         if info.get("split") not in SPLITS:
-            raise ValueError(f"dataset manifest {path}: scene {sid!r} has bad split {info.get('split')!r}")
+            raise ValueError(
+                f"dataset manifest {path}: scene {sid!r} has bad split {info.get('split')!r}"
+            )
     return m
 
 
@@ -179,20 +185,27 @@ def validate_shards(root: Path, manifest: dict[str, Any], check_hash: bool = Fal
             raise FileNotFoundError(f"shard file missing: {path}")
         size = path.stat().st_size
         if size != int(s["nbytes"]):
-            raise ValueError(f"shard {path} is {size} bytes, manifest says {s['nbytes']} (truncated or replaced)")
+            raise ValueError(
+                f"shard {path} is {size} bytes, manifest says {s['nbytes']} (truncated or replaced)"
+            )
         shape, dtype, fortran, offset = read_npy_header(path)
         want = (int(s["num_patches"]), 1, p, p)
         if shape != want or list(shape) != [int(x) for x in s["shape"]]:
             raise ValueError(f"shard {path} has shape {shape}, expected {want}")
         if dtype != np.dtype(STORAGE_DTYPE) or fortran:
-            raise ValueError(f"shard {path} has dtype {dtype} (fortran={fortran}), expected C-order {STORAGE_DTYPE}")
+            raise ValueError(
+                f"shard {path} has dtype {dtype} (fortran={fortran}), "
+                f"expected C-order {STORAGE_DTYPE}"
+            )
         need = offset + int(np.prod(shape)) * dtype.itemsize
         if size < need:
             raise ValueError(f"shard {path} is truncated: {size} bytes, header needs {need}")
         if check_hash:
             digest = file_sha256(path)
             if digest != s["sha256"]:
-                raise ValueError(f"shard {path} sha256 {digest} does not match manifest {s['sha256']}")
+                raise ValueError(
+                    f"shard {path} sha256 {digest} does not match manifest {s['sha256']}"
+                )
     log.debug("validated %d shards under %s", len(manifest["shards"]), root)
 
 
@@ -210,7 +223,10 @@ def split_scenes(
         (mapping scene id -> split name, human-readable description of the method).
     """
     if len(ratios) != 3 or any(r < 0 for r in ratios) or sum(ratios) <= 0:
-        raise ValueError(f"split ratios must be three non-negative numbers with positive sum, got {tuple(ratios)}")
+        raise ValueError(
+            "split ratios must be three non-negative numbers with positive sum, "
+            f"got {tuple(ratios)}"
+        )
     ids = sorted(set(scene_ids))
     if len(ids) != len(scene_ids):
         raise ValueError("scene ids must be unique")
@@ -229,7 +245,7 @@ def split_scenes(
     order = np.random.default_rng(seed).permutation(n)
     out: dict[str, str] = {}
     start = 0
-    for name, c in zip(SPLITS, counts):
+    for name, c in zip(SPLITS, counts, strict=True):
         for j in order[start : start + c]:
             out[ids[j]] = name
         start += c

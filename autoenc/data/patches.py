@@ -6,6 +6,10 @@
 Shards are opened lazily with ``np.load(mmap_mode="r")`` inside each worker process and cached
 there; the cache is dropped when the dataset is pickled for a worker, so no file handle or
 mapping ever crosses a process boundary. Patch lookup is a binary search over cumulative counts.
+
+Items stay 16-bit codes (``torch.uint16``) all the way to the device: a worker then only copies
+the stored bytes, pinned host-to-device transfers move half the bytes of float32, and
+:func:`decode` (``PatchDataModule.on_after_batch_transfer``) turns them into [0, 1] floats there.
 """
 
 from __future__ import annotations
@@ -22,23 +26,33 @@ from torch.utils.data import Dataset
 UINT16_SCALE = 65535.0
 
 
+def decode(codes: Tensor) -> Tensor:
+    """uint16 codes -> float32 in [0, 1] (``q / 65535``), on whatever device ``codes`` live."""
+    return codes.to(torch.float32).div_(UINT16_SCALE)
+
+
 def d4_transform(x: Tensor, k: int, flip: bool) -> Tensor:
     """Apply one element of the dihedral group D4 (``k`` quarter turns, then an optional flip).
 
     Args:
-        x: (C, H, W) patch.
+        x: (C, H, W) patch, any dtype (uint16 is permuted through a same-size int16 view,
+            since torch has no uint16 flip kernel; values are untouched).
         k: number of 90° rotations, 0..3.
         flip: mirror the last axis after rotating.
     """
-    x = torch.rot90(x, k, dims=(-2, -1))
-    return torch.flip(x, dims=(-1,)) if flip else x
+    view = x.view(torch.int16) if x.dtype == torch.uint16 else x
+    view = torch.rot90(view, k, dims=(-2, -1))
+    if flip:
+        view = torch.flip(view, dims=(-1,))
+    return view.view(torch.uint16) if x.dtype == torch.uint16 else view
 
 
 class PatchDataset(Dataset[dict[str, Any]]):
-    """Patches of a subset of shards, decoded from uint16 to float32 in [0, 1].
+    """Patches of a subset of shards as stored: uint16 codes of the [0, 1] dB window.
 
-    Each item is ``{"image": (1, h, w) float32, "index": int, "scene_id": str}``; ``index`` is
-    the position within this dataset, so prediction writers can map outputs back to patches.
+    Each item is ``{"image": (1, h, w) torch.uint16, "index": int, "scene_id": str}``; ``index``
+    is the position within this dataset, so prediction writers can map outputs back to patches.
+    Use :func:`decode` (or :meth:`image`) for float32 values.
     """
 
     def __init__(
@@ -98,8 +112,7 @@ class PatchDataset(Dataset[dict[str, Any]]):
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         shard, offset = self.locate(index)
-        raw = np.asarray(self._array(shard)[offset], dtype=np.float32)  # (1, P, P) uint16 -> f32
-        x = torch.from_numpy(raw).div_(UINT16_SCALE)
+        x = torch.from_numpy(np.array(self._array(shard)[offset]))  # (1, P, P) uint16, a copy
         if self.crop_size is not None and self.crop_size < x.shape[-1]:
             h, w = x.shape[-2:]
             top = int(torch.randint(0, h - self.crop_size + 1, ()).item())
@@ -110,7 +123,11 @@ class PatchDataset(Dataset[dict[str, Any]]):
             flip = bool(torch.randint(0, 2, ()).item())
             x = d4_transform(x, k, flip)
         return {
-            "image": x.contiguous(),
+            "image": x.contiguous(),  # uint16 codes; decoded on the device
             "index": index,
             "scene_id": str(self.shards[shard]["scene_id"]),
         }
+
+    def image(self, index: int) -> Tensor:
+        """Decoded (1, h, w) float32 patch in [0, 1] (with this dataset's crop/augmentation)."""
+        return decode(self[index]["image"])

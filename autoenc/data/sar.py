@@ -31,7 +31,9 @@ def valid_mask(i: ArrayLike) -> NDArray[np.bool_]:
         return np.isfinite(a) & (a > 0)
 
 
-def intensity_to_db(i: ArrayLike, noise_floor_db: float = DEFAULT_NOISE_FLOOR_DB) -> NDArray[np.float32]:
+def intensity_to_db(
+    i: ArrayLike, noise_floor_db: float = DEFAULT_NOISE_FLOOR_DB
+) -> NDArray[np.float32]:
     """Convert linear intensity to dB, mapping invalid values to the floor.
 
     Non-positive, NaN and Inf pixels become ``noise_floor_db`` so downstream
@@ -50,7 +52,9 @@ def db_to_intensity(db: ArrayLike) -> NDArray[np.float32]:
 
 def _check_window(vmin: float, vmax: float) -> None:
     if not (np.isfinite(vmin) and np.isfinite(vmax) and vmin < vmax):
-        raise ValueError(f"invalid dB window: vmin_db={vmin!r} must be finite and < vmax_db={vmax!r}")
+        raise ValueError(
+            f"invalid dB window: vmin_db={vmin!r} must be finite and < vmax_db={vmax!r}"
+        )
 
 
 def db_to_unit(db: ArrayLike, vmin: float, vmax: float) -> NDArray[np.float32]:
@@ -114,7 +118,9 @@ class Normalisation:
 
     def forward(self, intensity: ArrayLike) -> NDArray[np.float32]:
         """Linear intensity -> unit interval."""
-        return db_to_unit(intensity_to_db(intensity, self.noise_floor_db), self.vmin_db, self.vmax_db)
+        return db_to_unit(
+            intensity_to_db(intensity, self.noise_floor_db), self.vmin_db, self.vmax_db
+        )
 
     def inverse(self, unit: ArrayLike) -> NDArray[np.float32]:
         """Unit interval -> linear intensity (exact within the dB window)."""

@@ -16,7 +16,9 @@ from numpy.typing import NDArray
 
 #: Land-cover classes: (name, probability, dB range of the class mean,
 #: texture amplitude range in dB, smooth-variation amplitude range in dB).
-LAND_COVER: tuple[tuple[str, float, tuple[float, float], tuple[float, float], tuple[float, float]], ...] = (
+LAND_COVER: tuple[
+    tuple[str, float, tuple[float, float], tuple[float, float], tuple[float, float]], ...
+] = (
     ("water", 0.15, (-22.0, -18.0), (0.0, 0.3), (0.5, 1.5)),
     ("fields", 0.40, (-14.0, -8.0), (0.3, 1.5), (1.0, 3.0)),
     ("forest", 0.30, (-9.0, -6.0), (0.8, 2.0), (0.5, 1.5)),
@@ -37,7 +39,9 @@ def _shape(size: int | tuple[int, int]) -> tuple[int, int]:
     return int(h), int(w)
 
 
-def smooth_noise(shape: tuple[int, int], cells: tuple[int, int], rng: np.random.Generator) -> NDArray[np.float32]:
+def smooth_noise(
+    shape: tuple[int, int], cells: tuple[int, int], rng: np.random.Generator
+) -> NDArray[np.float32]:
     """Bilinearly upsampled white noise: a cheap band-limited random field.
 
     ``cells`` is the coarse grid size; the result has roughly unit variance.
@@ -57,7 +61,9 @@ def smooth_noise(shape: tuple[int, int], cells: tuple[int, int], rng: np.random.
     return ((top * (1 - wy) + bot * wy) * np.float32(1.5)).astype(np.float32)
 
 
-def _nearest_seed(ys: NDArray[np.float32], xs: NDArray[np.float32], seeds: NDArray[np.float32]) -> NDArray[np.int32]:
+def _nearest_seed(
+    ys: NDArray[np.float32], xs: NDArray[np.float32], seeds: NDArray[np.float32]
+) -> NDArray[np.int32]:
     """Label each (y, x) with its nearest seed, keeping a running minimum."""
     best = np.full(ys.shape, np.inf, dtype=np.float32)
     lab = np.zeros(ys.shape, dtype=np.int32)
@@ -116,7 +122,9 @@ def _parcels(shape: tuple[int, int], cell: float, rng: np.random.Generator) -> N
     return _upsample_nearest(lab, shape, f)
 
 
-def _curve_mask(shape: tuple[int, int], width: float, wiggle: float, rng: np.random.Generator) -> NDArray[np.bool_]:
+def _curve_mask(
+    shape: tuple[int, int], width: float, wiggle: float, rng: np.random.Generator
+) -> NDArray[np.bool_]:
     """Rasterise a meandering curve of the given width crossing the scene."""
     h, w = shape
     n = int(1.5 * max(h, w))
@@ -127,8 +135,12 @@ def _curve_mask(shape: tuple[int, int], width: float, wiggle: float, rng: np.ran
     theta = theta0 + np.cumsum(curv)
     # Walk both directions from the start so the curve spans the scene.
     half = n // 2
-    py = y + np.concatenate([-np.cumsum(np.sin(theta[:half]))[::-1], np.cumsum(np.sin(theta[half:]))])
-    px = x + np.concatenate([-np.cumsum(np.cos(theta[:half]))[::-1], np.cumsum(np.cos(theta[half:]))])
+    py = y + np.concatenate(
+        [-np.cumsum(np.sin(theta[:half]))[::-1], np.cumsum(np.sin(theta[half:]))]
+    )
+    px = x + np.concatenate(
+        [-np.cumsum(np.cos(theta[:half]))[::-1], np.cumsum(np.cos(theta[half:]))]
+    )
     r = max(width / 2.0, 0.5)
     ri = int(np.ceil(r))
     oy, ox = np.mgrid[-ri : ri + 1, -ri : ri + 1]
@@ -142,7 +154,9 @@ def _curve_mask(shape: tuple[int, int], width: float, wiggle: float, rng: np.ran
     return m
 
 
-def _point_targets(refl_db: NDArray[np.float32], urban: NDArray[np.bool_], rng: np.random.Generator) -> None:
+def _point_targets(
+    refl_db: NDArray[np.float32], urban: NDArray[np.bool_], rng: np.random.Generator
+) -> None:
     """Add 1-3 px bright scatterers 10-30 dB above the local background, in place."""
     h, w = refl_db.shape
     n_bg = rng.poisson(2e-5 * h * w)
@@ -155,7 +169,7 @@ def _point_targets(refl_db: NDArray[np.float32], urban: NDArray[np.bool_], rng: 
         xs += list(ux[pick])
     if not ys:  # guarantee at least one target so every scene has one
         ys, xs = [int(rng.integers(0, h))], [int(rng.integers(0, w))]
-    for y, x in zip(ys, xs):
+    for y, x in zip(ys, xs, strict=True):
         s = int(rng.integers(1, 4))
         y0, x0 = min(int(y), h - s), min(int(x), w - s)
         boost = np.float32(rng.uniform(10.0, 30.0))
@@ -202,7 +216,9 @@ def reflectivity_db(size: int | tuple[int, int], rng: np.random.Generator) -> ND
     return db
 
 
-def speckle(reflectivity_linear: NDArray, looks: float, rng: np.random.Generator) -> NDArray[np.float32]:
+def speckle(
+    reflectivity_linear: NDArray, looks: float, rng: np.random.Generator
+) -> NDArray[np.float32]:
     """Multiply by unit-mean Gamma(L, 1/L) speckle: L-look intensity, ENL = L."""
     if not looks > 0:
         raise ValueError(f"looks must be > 0, got {looks!r}")

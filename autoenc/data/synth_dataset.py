@@ -92,7 +92,9 @@ def make_synthetic_dataset(
         raise ValueError(f"need 1 <= patch_size <= size, got patch_size={patch_size}, size={size}")
     if out.exists() and not overwrite:
         if (out / MANIFEST_NAME).exists():
-            raise FileExistsError(f"dataset already exists at {out} (pass overwrite=True to replace it)")
+            raise FileExistsError(
+                f"dataset already exists at {out} (pass overwrite=True to replace it)"
+            )
         if not out.is_dir() or any(out.iterdir()):
             raise FileExistsError(f"output path {out} exists and is not an empty directory")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -138,7 +140,10 @@ def make_synthetic_dataset(
                     "split": [float(r) for r in split],
                 },
                 "scene_seeding": "np.random.default_rng(SeedSequence([seed, scene_index]))",
-                "tiling": f"non-overlapping {patch_size}px tiles, stride {patch_size}, partial edge tiles dropped",
+                "tiling": (
+                    f"non-overlapping {patch_size}px tiles, stride {patch_size}, "
+                    "partial edge tiles dropped"
+                ),
             },
             "scenes": scene_info,
             "shards": shards,
@@ -172,11 +177,15 @@ def make_synthetic_dataset(
 
 def build_parser() -> argparse.ArgumentParser:
     """Argument parser for ``autoenc synth``."""
-    p = argparse.ArgumentParser(prog="autoenc synth", description="Generate a synthetic Sentinel-1-like patch dataset.")
+    p = argparse.ArgumentParser(
+        prog="autoenc synth", description="Generate a synthetic Sentinel-1-like patch dataset."
+    )
     p.add_argument("--out", type=Path, required=True, help="output dataset directory")
     p.add_argument("--scenes", type=int, default=24, help="number of scenes (default 24)")
     p.add_argument("--size", type=int, default=1024, help="scene side length in px (default 1024)")
-    p.add_argument("--looks", type=float, default=4.4, help="speckle equivalent number of looks (default 4.4)")
+    p.add_argument(
+        "--looks", type=float, default=4.4, help="speckle equivalent number of looks (default 4.4)"
+    )
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--patch-size", type=int, default=256, help="patch side length (default 256)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing dataset at --out")

@@ -27,7 +27,9 @@ def no_attention(channels: int, site: AttentionSite) -> list[nn.Module]:
     return []
 
 
-def _stage(first: nn.Module, width: int, more_blocks: int, attention: AttentionHook) -> nn.Sequential:
+def _stage(
+    first: nn.Module, width: int, more_blocks: int, attention: AttentionHook
+) -> nn.Sequential:
     """``first`` (changes resolution), ``more_blocks`` residual blocks, and attention.
 
     Per-block attention follows every residual block, ``first`` included when it is one.
