@@ -1,0 +1,21 @@
+# Copyright (c) autoenc developers.
+# Licensed under the MIT License.
+
+"""The README quotes code output; keep it in step with the code."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from autoenc.models.table import variants_table
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def test_readme_variants_table_is_the_code_output() -> None:
+    assert variants_table() in README.read_text(encoding="utf-8")
+
+
+def test_readme_shows_the_two_setup_commands() -> None:
+    text = README.read_text(encoding="utf-8")
+    assert "make demo" in text and "make test" in text
