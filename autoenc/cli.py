@@ -84,8 +84,8 @@ class AutoencCLI(LightningCLI):
                 "--trainer.logger.init_args.name), or delete the old run"
             )
 
-    @override
     def after_fit(self) -> None:
+        """Summarise the run: final metrics against a trivial baseline, where things are."""
         trainer = self.trainer
         log_dir = trainer.log_dir  # a collective under DDP: every rank must ask
         if not trainer.is_global_zero:
@@ -103,10 +103,8 @@ class AutoencCLI(LightningCLI):
                 f" (patch-mean predictor: {base:.2f} dB, {psnr - base:+.2f} dB)"
             )
         ckpt = trainer.checkpoint_callback
-        if ckpt is not None and getattr(ckpt, "dirpath", None):
-            lines.append(
-                f"  checkpoints: {ckpt.dirpath} (best: {getattr(ckpt, 'best_model_path', '')})"
-            )
+        if isinstance(ckpt, ModelCheckpoint) and ckpt.dirpath:
+            lines.append(f"  checkpoints: {ckpt.dirpath} (best: {ckpt.best_model_path})")
             lines.append(
                 f"  resume:      autoenc fit --ckpt_path {Path(ckpt.dirpath) / 'last.ckpt'}"
             )

@@ -213,7 +213,11 @@ class CompressionTask(LightningModule):
             scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
                 optimizer, mode="min", factor=self.plateau_factor, patience=self.plateau_patience
             )
-            config = {"scheduler": scheduler, "monitor": "val/loss", "interval": "epoch"}
+            config: dict[str, Any] = {
+                "scheduler": scheduler,
+                "monitor": "val/loss",
+                "interval": "epoch",
+            }
         else:
             total = max(int(self.trainer.estimated_stepping_batches), 1)
             warmup = min(self.warmup_steps, total - 1) if self.scheduler == "cosine" else 0
@@ -224,4 +228,4 @@ class CompressionTask(LightningModule):
             scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
             config = {"scheduler": scheduler, "interval": "step"}
         # Named "lr" so LearningRateMonitor logs the key `lr`.
-        return {"optimizer": optimizer, "lr_scheduler": {**config, "name": "lr"}}
+        return {"optimizer": optimizer, "lr_scheduler": {**config, "name": "lr"}}  # type: ignore[typeddict-item]

@@ -70,6 +70,16 @@ def test_config_fit_validate_test(configs: tuple[str, ...], tiny_root: Path, in_
         assert f"{prefix}/ms_ssim" not in metrics  # 32-px patches are below MS-SSIM's minimum
 
 
+def test_cli_checkpoint_loads_without_arguments(tiny_root: Path, in_tmp: Path) -> None:
+    assert main(["fit", *config_args("attention"), *tiny(tiny_root)]) == 0
+    ckpt = in_tmp / "lightning_logs" / "attention" / "checkpoints" / "last.ckpt"
+    task = CompressionTask.load_from_checkpoint(ckpt)  # the CLI's instantiator path
+    assert type(task.model).__name__ == "AttentionAutoencoder"
+    assert task.model.config["base_channels"] == 4 and task.scheduler == "cosine"
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)
+    assert torch.equal(task.model.g_a[0].weight, state["state_dict"]["model.g_a.0.weight"])
+
+
 def test_print_config_shows_predecessor_settings(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main(["fit", *config_args("residual"), "--print_config"])

@@ -86,4 +86,4 @@ class TensorBoardVisuals(Callback):
                 best = getattr(ckpt, "best_model_score", None)
                 if best is not None:
                     metrics["hp/best_score"] = float(best)
-                logger.log_hyperparams(pl_module.hparams, metrics)
+                logger.log_hyperparams(dict(pl_module.hparams), metrics)

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
-from torch import nn
+from autoenc.models.base import AutoencoderBase
 
-ModelT = TypeVar("ModelT", bound=type[nn.Module])
+ModelT = TypeVar("ModelT", bound=type[AutoencoderBase])
 
-MODELS: dict[str, type[nn.Module]] = {}
+MODELS: dict[str, type[AutoencoderBase]] = {}
 
 
 def register_model(cls: ModelT) -> ModelT:
@@ -31,7 +31,7 @@ def list_models() -> list[str]:
     return sorted(MODELS)
 
 
-def get_model_class(name: str) -> type[nn.Module]:
+def get_model_class(name: str) -> type[AutoencoderBase]:
     """Look up a registered variant by name.
 
     Raises:
@@ -44,6 +44,6 @@ def get_model_class(name: str) -> type[nn.Module]:
         raise ValueError(f"unknown model variant {name!r}; valid variants: {valid}") from None
 
 
-def create_model(name: str, **kwargs: Any) -> nn.Module:
+def create_model(name: str, **kwargs: Any) -> AutoencoderBase:
     """Instantiate the registered variant ``name`` with ``kwargs``."""
     return get_model_class(name)(**kwargs)
