@@ -174,6 +174,8 @@ def run_trainer(argv: Sequence[str], *, use_sys_argv: bool = False) -> AutoencCL
 def main(args: Sequence[str] | None = None) -> int:
     """Entry point of the ``autoenc`` console script."""
     argv = list(sys.argv[1:] if args is None else args)
+    # Lightning 2.6 calls jsonargparse APIs deprecated in 4.49; nothing a user can act on.
+    os.environ.setdefault("JSONARGPARSE_DEPRECATION_WARNINGS", "off")
     if not argv or argv[0] in ("-h", "--help"):
         tools = "\n".join(f"  {name:<11} {text}" for name, (_, text) in COMMANDS.items())
         sys.stdout.write(HELP.format(tools=tools))
