@@ -36,12 +36,7 @@ Targets: memmap >= 10x np.load-per-item, and memmap >= 0.5x the memcpy floor.
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
-import json
 import os
-import platform
-import re
-import socket
 import sys
 import tempfile
 import time
@@ -50,6 +45,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from _common import default_json_path, machine_info, write_json
 
 from autoenc.data.dataset_format import read_manifest
 from autoenc.data.patches import PatchDataset, decode
@@ -58,40 +54,6 @@ from autoenc.data.synth_dataset import make_synthetic_dataset
 NAME = "loading"
 TARGET_VS_NPLOAD = 10.0
 TARGET_VS_MEMCPY = 0.5
-
-
-def machine_info() -> dict[str, Any]:
-    """Platform, CPU and library versions, for the JSON record."""
-    try:
-        affinity = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not on Linux
-        affinity = os.cpu_count() or 0
-    return {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "python": platform.python_version(),
-        "cpu_count": os.cpu_count(),
-        "cpu_affinity": affinity,
-        "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
-        "numpy": np.__version__,
-        "hostname": socket.gethostname(),
-        "date": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-    }
-
-
-def default_json_path() -> Path:
-    """``benchmarks/results/<name>-<host or cpu>.json`` next to this script."""
-    host = re.sub(r"[^A-Za-z0-9_.-]+", "_", socket.gethostname()) or f"cpu{os.cpu_count()}"
-    return Path(__file__).resolve().parent / "results" / f"{NAME}-{host}.json"
-
-
-def write_json(path: Path, record: dict[str, Any]) -> None:
-    """Atomically write ``record`` as JSON."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def time_reads(read: Any, order: np.ndarray) -> float:
@@ -336,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
     rec = run(args)
     report(rec)
     if args.json is not None:
-        path = default_json_path() if args.json == "auto" else Path(args.json)
+        path = default_json_path(NAME) if args.json == "auto" else Path(args.json)
         write_json(path, rec)
         print(f"wrote {path}")
     return 0

@@ -26,13 +26,8 @@ Why: Lightning is only worth its convenience if it adds little per step. Target:
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
-import json
 import logging
 import os
-import platform
-import re
-import socket
 import statistics
 import sys
 import tempfile
@@ -42,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from _common import default_json_path, machine_info, write_json
 from lightning.pytorch import Callback, Trainer
 from torch.utils.data import DataLoader
 
@@ -56,42 +52,6 @@ TARGET_MAX_RATIO = 1.10
 LR = 1e-4
 WEIGHT_DECAY = 1e-5  # CompressionTask's default, used by both sides
 CLIP = 1.0
-
-
-def machine_info() -> dict[str, Any]:
-    """Platform, CPU and library versions, for the JSON record."""
-    import lightning
-
-    try:
-        affinity = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not on Linux
-        affinity = os.cpu_count() or 0
-    return {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "python": platform.python_version(),
-        "cpu_count": os.cpu_count(),
-        "cpu_affinity": affinity,
-        "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
-        "lightning": lightning.__version__,
-        "hostname": socket.gethostname(),
-        "date": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-    }
-
-
-def default_json_path() -> Path:
-    """``benchmarks/results/<name>-<host or cpu>.json`` next to this script."""
-    host = re.sub(r"[^A-Za-z0-9_.-]+", "_", socket.gethostname()) or f"cpu{os.cpu_count()}"
-    return Path(__file__).resolve().parent / "results" / f"{NAME}-{host}.json"
-
-
-def write_json(path: Path, record: dict[str, Any]) -> None:
-    """Atomically write ``record`` as JSON."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def make_batches(size: int, batch: int, count: int, seed: int) -> list[dict[str, torch.Tensor]]:
@@ -363,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
     rec = run(args)
     report(rec)
     if args.json is not None:
-        path = default_json_path() if args.json == "auto" else Path(args.json)
+        path = default_json_path(NAME) if args.json == "auto" else Path(args.json)
         write_json(path, rec)
         print(f"wrote {path}")
     return 0

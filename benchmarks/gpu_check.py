@@ -39,7 +39,6 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import gc
-import json
 import logging
 import os
 import platform
@@ -53,6 +52,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from _common import write_json
 from lightning.pytorch import Callback, Trainer, seed_everything
 
 from autoenc.callbacks.metrics import ImageMetrics
@@ -164,17 +164,6 @@ def environment(device: torch.device) -> dict[str, Any]:
     else:
         env["device_name"] = f"CPU ({platform.processor() or platform.machine()}) - smoke test only"
     return env
-
-
-def write_atomic(path: Path, record: dict[str, Any]) -> None:
-    """Write JSON next to ``path`` then rename, so readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(json.dumps(record, indent=2) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def scalar(metrics: dict[str, Any], key: str) -> float | None:
@@ -429,7 +418,7 @@ def main(argv: list[str] | None = None) -> int:
         f"gpu_check on {record['environment']['device_name']}: torch {torch.__version__}, "
         f"CUDA {torch.version.cuda}, configs {', '.join(names)}; writing {out}"
     )
-    write_atomic(out, record)
+    write_json(out, record)
     t_all = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="autoenc-gpu-check-") as tmp:
         data = Path(tmp) / "data"
@@ -463,10 +452,10 @@ def main(argv: list[str] | None = None) -> int:
                     torch.cuda.empty_cache()
             record["configs"][name] = r
             record["elapsed_s"] = time.perf_counter() - t_all
-            write_atomic(out, record)
+            write_json(out, record)
     record["status"] = "complete"
     record["elapsed_s"] = time.perf_counter() - t_all
-    write_atomic(out, record)
+    write_json(out, record)
     print_table(record["configs"])
     print(f"total {record['elapsed_s']:.0f} s; wrote {out}")
     ok = any("error" not in r for r in record["configs"].values())
