@@ -92,6 +92,7 @@ class CompressionTask(LightningModule):
         warmup_steps: int = 100,
         max_nonfinite_steps: int = 10,
         channels_last: bool = False,
+        compile: bool = False,
     ) -> None:
         """Wrap ``model``.
 
@@ -110,6 +111,9 @@ class CompressionTask(LightningModule):
                 logged) before the run stops with :class:`NonFiniteLossError`.
             channels_last: run the network and its inputs in channels-last memory format (often
                 faster convolutions on tensor-core GPUs under mixed precision).
+            compile: compile the network with ``torch.compile`` (in place, so checkpoint keys stay
+                the same). Off by default: on an H200 it gave no speed-up for these variants
+                (benchmarks/results/gpu-2026-11-26-h200-compile.json) and costs a minute first.
         """
         super().__init__()
         if isinstance(model, Mapping):
@@ -135,6 +139,8 @@ class CompressionTask(LightningModule):
         self.channels_last = channels_last
         if channels_last:
             self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        if compile:
+            self.model.compile()  # nn.Module.compile: in place, state_dict keys unchanged
         self.nonfinite_consecutive = 0
         self.nonfinite_total = 0
 
