@@ -167,7 +167,9 @@ class CompressionTask(LightningModule):
         x = batch["image"]
         out = self(x)
         loss, mse, ssim = self.loss(out["x_hat"], x)
-        if not torch.isfinite(loss):
+        # Every DDP rank must skip together, or the gradient all-reduce would hang.
+        finite = self.trainer.strategy.reduce_boolean_decision(bool(torch.isfinite(loss)))
+        if not finite:
             self.nonfinite_consecutive += 1
             self.nonfinite_total += 1
             self.log("train/nonfinite_steps", float(self.nonfinite_total), batch_size=x.shape[0])
@@ -186,6 +188,19 @@ class CompressionTask(LightningModule):
         self.log("train/mse", mse, batch_size=n)
         self.log("train/ssim", ssim, batch_size=n)
         return loss
+
+    @override
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["autoenc_nonfinite"] = {
+            "consecutive": self.nonfinite_consecutive,
+            "total": self.nonfinite_total,
+        }
+
+    @override
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        counts = checkpoint.get("autoenc_nonfinite", {})
+        self.nonfinite_consecutive = int(counts.get("consecutive", 0))
+        self.nonfinite_total = int(counts.get("total", 0))
 
     def _eval_step(self, batch: dict[str, Any], stage: str) -> dict[str, Tensor]:
         x = batch["image"]

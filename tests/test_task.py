@@ -110,3 +110,13 @@ def test_schedulers_run(scheduler: str, tiny_root: Path, tmp_path: Path) -> None
         assert lr == pytest.approx(0.0)  # a 1-step run has decayed fully after its step
     else:
         assert lr == pytest.approx(1e-3)
+
+
+def test_nonfinite_counts_survive_a_checkpoint() -> None:
+    task = CompressionTask(model=create_model("PlainAutoencoder", base_channels=4))
+    task.nonfinite_consecutive, task.nonfinite_total = 2, 5
+    checkpoint: dict[str, object] = {}
+    task.on_save_checkpoint(checkpoint)
+    resumed = CompressionTask(model=create_model("PlainAutoencoder", base_channels=4))
+    resumed.on_load_checkpoint(checkpoint)
+    assert (resumed.nonfinite_consecutive, resumed.nonfinite_total) == (2, 5)
