@@ -13,14 +13,13 @@ TORCH_PIP_ARGS ?=
 STAMP := $(VENV)/.autoenc-installed
 PYTEST_ARGS ?= -n 2
 
-.PHONY: help install demo test bench gpu-check clean
+.PHONY: help install demo test lint bench gpu-check clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH_PIP_ARGS) "$(TORCH_SPEC)"
 	$(PY) -m pip install -q -e ".[test]"
 	@touch $(STAMP)
@@ -33,6 +32,12 @@ demo: $(STAMP) ## install, then train the residual variant on the embedded synth
 
 test: $(STAMP) ## install, then run the test suite
 	$(PY) -m pytest $(PYTEST_ARGS) -q
+
+lint: $(STAMP) ## ruff (style, docstrings) and mypy over the package
+	$(PY) -m pip install -q -e ".[dev]"
+	$(VENV)/bin/ruff check autoenc tests benchmarks
+	$(VENV)/bin/ruff format --check autoenc tests benchmarks
+	$(VENV)/bin/mypy autoenc --ignore-missing-imports
 
 bench: $(STAMP) ## run the benchmarks (prints measured ratios)
 	$(PY) benchmarks/bench_loading.py
