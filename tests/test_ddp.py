@@ -6,30 +6,51 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
+
+from autoenc.cli import run_trainer
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
-def test_ddp_two_cpu_processes(tiny_root: Path, tmp_path: Path) -> None:
+def _autoenc(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
     autoenc = Path(sys.executable).with_name("autoenc")
-    cmd = [
-        str(autoenc), "fit", "--config", str(CONFIGS / "residual.yaml"),
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
+    return subprocess.run(
+        [str(autoenc), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
+    )
+
+
+def test_ddp_two_cpu_processes(
+    tiny_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    common = [
+        "--config", str(CONFIGS / "residual.yaml"),
         f"--data.root={tiny_root}", "--data.batch_size=2", "--data.num_workers=0",
-        "--trainer.max_steps=2", "--trainer.limit_val_batches=1",
-        "--trainer.accelerator=cpu", "--trainer.devices=2", "--trainer.strategy=ddp",
-        "--trainer.precision=32-true", "--trainer.enable_progress_bar=false",
-        "--model.model.init_args.base_channels=4",
+        "--trainer.accelerator=cpu", "--trainer.precision=32-true",
+        "--trainer.enable_progress_bar=false", "--model.model.init_args.base_channels=4",
     ]  # fmt: skip
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "Initializing distributed: GLOBAL_RANK: 1, MEMBER: 2/2" in result.stderr + result.stdout
+    ddp = ["--trainer.devices=2", "--trainer.strategy=ddp"]
+    fit = _autoenc(["fit", *common, *ddp, "--trainer.max_steps=2"], tmp_path)
+    assert fit.returncode == 0, fit.stderr[-3000:]
+    assert "GLOBAL_RANK: 1, MEMBER: 2/2" in fit.stderr + fit.stdout
     last = tmp_path / "lightning_logs" / "residual" / "checkpoints" / "last.ckpt"
-    state = torch.load(last, map_location="cpu", weights_only=True)
-    assert state["global_step"] == 2
-    assert "val/psnr" in str(state["callbacks"])  # the checkpoint monitored the synced metric
+    assert torch.load(last, map_location="cpu", weights_only=True)["global_step"] == 2
+
+    # The val split (4 patches) is shared 2 + 2 between the ranks; the synced metric must equal
+    # the single-process value over all 4.
+    val = _autoenc(["validate", *common, *ddp, f"--ckpt_path={last}"], tmp_path)
+    assert val.returncode == 0, val.stderr[-3000:]
+    found = re.search(r"val/psnr\s*│\s*([0-9.]+)", val.stdout)
+    assert found, val.stdout[-2000:]
+    monkeypatch.chdir(tmp_path)
+    single = run_trainer(["validate", *common, "--trainer.devices=1", f"--ckpt_path={last}"])
+    assert float(found.group(1)) == pytest.approx(
+        float(single.trainer.callback_metrics["val/psnr"]), abs=1e-4
+    )
