@@ -5,15 +5,13 @@
 
 from __future__ import annotations
 
-import logging
 import resource
 
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
-from lightning.pytorch.utilities import rank_zero_warn
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from typing_extensions import override
 
-log = logging.getLogger(__name__)
 GIB = 1024**3
 
 
@@ -38,13 +36,9 @@ class DeviceMonitor(Callback):
             ours = torch.cuda.memory_reserved(device)
             foreign = max(total - free - ours, 0)
             name = torch.cuda.get_device_name(device)
-            log.info(
-                "device %s (%s): %.2f GiB total, %.2f GiB free, %.2f GiB held by other processes",
-                device,
-                name,
-                total / GIB,
-                free / GIB,
-                foreign / GIB,
+            rank_zero_info(
+                f"autoenc: device {device} ({name}): {total / GIB:.2f} GiB total, "
+                f"{free / GIB:.2f} GiB free, {foreign / GIB:.2f} GiB held by other processes"
             )
             if foreign / GIB > self.foreign_warn_gib:
                 rank_zero_warn(
@@ -53,7 +47,7 @@ class DeviceMonitor(Callback):
                 )
             torch.cuda.reset_peak_memory_stats(device)
         else:
-            log.info("device %s", device)
+            rank_zero_info(f"autoenc: device {device} ({torch.get_num_threads()} threads)")
 
     @override
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
