@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import argparse
 import datetime as _dt
 import json
 import os
@@ -56,3 +57,25 @@ def write_json(path: Path, record: dict[str, Any]) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+def add_json_argument(parser: argparse.ArgumentParser, name: str) -> None:
+    """``--json [PATH]``: also write the record (bare flag: :func:`default_json_path`)."""
+    parser.add_argument(
+        "--json",
+        nargs="?",
+        const="auto",
+        default=None,
+        metavar="PATH",
+        help=f"also write the numbers as JSON to PATH (bare --json: "
+        f"benchmarks/results/{name}-<host>.json); default: no file",
+    )
+
+
+def save_record(json_arg: str | None, name: str, record: dict[str, Any]) -> None:
+    """Write ``record`` where ``--json`` asked, and say where."""
+    if json_arg is None:
+        return
+    path = default_json_path(name) if json_arg == "auto" else Path(json_arg)
+    write_json(path, record)
+    print(f"wrote {path}")

@@ -45,7 +45,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from _common import default_json_path, machine_info, write_json
+from _common import add_json_argument, machine_info, save_record
 
 from autoenc.data.dataset_format import read_manifest
 from autoenc.data.patches import PatchDataset, decode
@@ -285,22 +285,11 @@ def main(argv: list[str] | None = None) -> int:
         default=1,
         help="torch intra-op threads (default 1, as in DataLoader workers)",
     )
-    p.add_argument(
-        "--json",
-        nargs="?",
-        const="auto",
-        default=None,
-        metavar="PATH",
-        help="also write the numbers as JSON to PATH (bare --json: "
-        "benchmarks/results/loading-<host>.json); default: no file",
-    )
+    add_json_argument(p, NAME)
     args = p.parse_args(argv)
     rec = run(args)
     report(rec)
-    if args.json is not None:
-        path = default_json_path(NAME) if args.json == "auto" else Path(args.json)
-        write_json(path, rec)
-        print(f"wrote {path}")
+    save_record(args.json, NAME, rec)
     return 0
 
 

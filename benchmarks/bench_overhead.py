@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from _common import default_json_path, machine_info, write_json
+from _common import add_json_argument, machine_info, save_record
 from lightning.pytorch import Callback, Trainer
 from torch.utils.data import DataLoader
 
@@ -299,15 +299,7 @@ def main(argv: list[str] | None = None) -> int:
         "--threads", type=int, default=0, help="torch threads; 0 = torch's default (default 0)"
     )
     p.add_argument("--seed", type=int, default=0, help="data and weight seed (default 0)")
-    p.add_argument(
-        "--json",
-        nargs="?",
-        const="auto",
-        default=None,
-        metavar="PATH",
-        help="also write the numbers as JSON to PATH (bare --json: "
-        "benchmarks/results/overhead-<host>.json); default: no file",
-    )
+    add_json_argument(p, NAME)
     args = p.parse_args(argv)
     if args.size % 16 or args.size <= 0:
         p.error("--size must be a positive multiple of 16")
@@ -322,10 +314,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("lightning.fabric").setLevel(logging.ERROR)
     rec = run(args)
     report(rec)
-    if args.json is not None:
-        path = default_json_path(NAME) if args.json == "auto" else Path(args.json)
-        write_json(path, rec)
-        print(f"wrote {path}")
+    save_record(args.json, NAME, rec)
     return 0
 
 
