@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -54,3 +55,14 @@ def test_ddp_two_cpu_processes(
     assert float(found.group(1)) == pytest.approx(
         float(single.trainer.callback_metrics["val/psnr"]), abs=1e-4
     )
+
+    # Prediction on 2 ranks: one manifest listing every val patch exactly once.
+    pred = _autoenc(
+        ["predict", *common, *ddp, "--data.predict_split=val", f"--ckpt_path={last}"], tmp_path
+    )
+    assert pred.returncode == 0, pred.stderr[-3000:]
+    manifest = json.loads(
+        (tmp_path / "lightning_logs/residual/predictions/manifest.json").read_text()
+    )
+    indices = sorted(i for shard in manifest["shards"] for i in shard["source_index"])
+    assert indices == list(range(len(single.datamodule.datasets["val"])))

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import BasePredictionWriter
 from typing_extensions import override
@@ -77,11 +78,19 @@ class PatchPredictionWriter(BasePredictionWriter):
 
     @override
     def on_predict_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        shards = self._shards
+        if trainer.world_size > 1:  # every rank wrote its own shards; rank 0 lists them all
+            gathered: list[Any] = [None] * trainer.world_size
+            torch.distributed.all_gather_object(gathered, shards)
+            shards = [s for rank_shards in gathered for s in rank_shards]
+        if not trainer.is_global_zero:
+            return
+        shards.sort(key=lambda s: min(s["source_index"]))
         datamodule = trainer.datamodule  # type: ignore[attr-defined]
         source = datamodule.manifest
         split = datamodule.predict_split
         scenes: dict[str, Any] = {}
-        for shard in self._shards:
+        for shard in shards:
             scene = scenes.setdefault(shard["scene_id"], {"split": split, "num_patches": 0})
             scene["num_patches"] += shard["num_patches"]
         manifest = {
@@ -93,6 +102,6 @@ class PatchPredictionWriter(BasePredictionWriter):
                 "model": pl_module.hparams.get("model"),
             },
             "scenes": scenes,
-            "shards": self._shards,
+            "shards": shards,
         }
         write_manifest(self.output_dir, manifest)
