@@ -37,7 +37,7 @@ lint: $(STAMP) ## ruff (style, docstrings) and mypy over the package
 	$(PY) -m pip install -q -e ".[dev]"
 	$(VENV)/bin/ruff check autoenc tests benchmarks
 	$(VENV)/bin/ruff format --check autoenc tests benchmarks
-	$(VENV)/bin/mypy autoenc --ignore-missing-imports
+	$(VENV)/bin/mypy autoenc
 
 bench: $(STAMP) ## run the benchmarks (prints measured ratios)
 	$(PY) benchmarks/bench_loading.py

@@ -11,6 +11,8 @@ Everything is numpy-only and driven by one ``np.random.Generator``.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from numpy.typing import NDArray
 
@@ -75,7 +77,7 @@ def _nearest_seed(
     return lab
 
 
-def _upsample_nearest(a: NDArray, shape: tuple[int, int], factor: int) -> NDArray:
+def _upsample_nearest(a: NDArray[Any], shape: tuple[int, int], factor: int) -> NDArray[Any]:
     iy = np.minimum(np.arange(shape[0]) // factor, a.shape[0] - 1)
     ix = np.minimum(np.arange(shape[1]) // factor, a.shape[1] - 1)
     return a[iy][:, ix]
@@ -217,7 +219,7 @@ def reflectivity_db(size: int | tuple[int, int], rng: np.random.Generator) -> ND
 
 
 def speckle(
-    reflectivity_linear: NDArray, looks: float, rng: np.random.Generator
+    reflectivity_linear: NDArray[np.floating[Any]], looks: float, rng: np.random.Generator
 ) -> NDArray[np.float32]:
     """Multiply by unit-mean Gamma(L, 1/L) speckle: L-look intensity, ENL = L."""
     if not looks > 0:

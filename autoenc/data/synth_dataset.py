@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 GENERATOR_NAME = "autoenc.data.synth.synth_scene"
 
 
-def tile(image: NDArray, patch_size: int) -> NDArray:
+def tile(image: NDArray[Any], patch_size: int) -> NDArray[Any]:
     """Cut non-overlapping (stride = patch) tiles into shape (N, 1, P, P); edges are dropped."""
     h, w = image.shape
     ny, nx = h // patch_size, w // patch_size
