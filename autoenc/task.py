@@ -24,14 +24,15 @@ from torchmetrics.functional.image import structural_similarity_index_measure
 from typing_extensions import override
 
 from autoenc.models import AutoencoderBase, get_model_class
-from autoenc.nonfinite import NonFiniteGuard, NonFiniteLossError
-
-__all__ = ["CompressionTask", "NonFiniteLossError", "build_model", "model_spec", "ssim_fp32"]
 
 SchedulerName = Literal["plateau", "cosine", "none"]
 
 # One SSIM setting everywhere (loss, metrics, evaluation): Gaussian 11x11, sigma 1.5, range 1.
 SSIM_KWARGS: dict[str, Any] = {"gaussian_kernel": True, "kernel_size": 11, "sigma": 1.5}
+
+
+class NonFiniteLossError(RuntimeError):
+    """Raised when the loss stays NaN/Inf for too many consecutive training steps."""
 
 
 def ssim_fp32(x_hat: Tensor, x: Tensor) -> Tensor:
@@ -106,9 +107,8 @@ class CompressionTask(LightningModule):
             plateau_factor: LR factor of ``plateau``.
             plateau_patience: epochs without ``val/loss`` improvement before ``plateau`` decays.
             warmup_steps: linear warm-up optimizer steps of ``cosine``.
-            max_nonfinite_steps: consecutive NaN/Inf losses tolerated (each one's optimizer step
-                skipped, counted and logged) before the run stops with
-                :class:`NonFiniteLossError`; see :mod:`autoenc.nonfinite`.
+            max_nonfinite_steps: consecutive NaN/Inf losses tolerated (each skipped, counted and
+                logged) before the run stops with :class:`NonFiniteLossError`.
             channels_last: run the network and its inputs in channels-last memory format (often
                 faster convolutions on tensor-core GPUs under mixed precision).
             compile: compile the network with ``torch.compile`` (in place, so checkpoint keys stay
@@ -122,6 +122,8 @@ class CompressionTask(LightningModule):
             raise TypeError(f"model must be an autoenc AutoencoderBase, got {type(model).__name__}")
         if w_mse < 0 or w_ssim < 0 or w_mse + w_ssim == 0:
             raise ValueError(f"loss weights must be >= 0 and not both 0, got {w_mse=}, {w_ssim=}")
+        if max_nonfinite_steps < 1:
+            raise ValueError(f"max_nonfinite_steps must be >= 1, got {max_nonfinite_steps}")
         self.save_hyperparameters(ignore=["model"])
         self.hparams["model"] = model_spec(model)  # what load_from_checkpoint rebuilds
         self.model = model
@@ -133,13 +135,14 @@ class CompressionTask(LightningModule):
         self.plateau_factor = plateau_factor
         self.plateau_patience = plateau_patience
         self.warmup_steps = warmup_steps
-        self.guard = NonFiniteGuard(max_nonfinite_steps)
-        self._skips_on_device = False  # set by configure_optimizers (fused AdamW)
+        self.max_nonfinite_steps = max_nonfinite_steps
         self.channels_last = channels_last
         if channels_last:
             self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         if compile:
             self.model.compile()  # nn.Module.compile: in place, state_dict keys unchanged
+        self.nonfinite_consecutive = 0
+        self.nonfinite_total = 0
 
     @property
     def downsampling_factor(self) -> int:
@@ -164,50 +167,40 @@ class CompressionTask(LightningModule):
         x = batch["image"]
         out = self(x)
         loss, mse, ssim = self.loss(out["x_hat"], x)
+        # Every DDP rank must skip together, or the gradient all-reduce would hang.
+        finite = self.trainer.strategy.reduce_boolean_decision(bool(torch.isfinite(loss)))
+        if not finite:
+            self.nonfinite_consecutive += 1
+            self.nonfinite_total += 1
+            self.log("train/nonfinite_steps", float(self.nonfinite_total), batch_size=x.shape[0])
+            if self.nonfinite_consecutive >= self.max_nonfinite_steps:
+                raise NonFiniteLossError(
+                    f"training loss was non-finite ({loss.item()}) for "
+                    f"{self.nonfinite_consecutive} consecutive steps (max_nonfinite_steps="
+                    f"{self.max_nonfinite_steps}) at global step {self.global_step}; "
+                    f"{self.nonfinite_total} non-finite steps in total. Lower the learning rate, "
+                    "use bf16-mixed instead of 16-mixed, or check the data for NaN/Inf."
+                )
+            return None  # skipped, but counted and logged above
+        self.nonfinite_consecutive = 0
         n = x.shape[0]
-        strategy = self.trainer.strategy
-        total = self.guard.observe(loss, self.trainer.world_size, strategy.reduce)
-        self.log("train/nonfinite_steps", total, batch_size=n)
-        if self.guard.due(batch_idx, loss.device):
-            self.guard.check(self.global_step)
-        if not self._skips_on_device and self.guard.window_is_bad():
-            return None  # the optimizer cannot skip by itself: skip here (a host sync)
         self.log("train/loss", loss, prog_bar=True, batch_size=n)
         self.log("train/mse", mse, batch_size=n)
         self.log("train/ssim", ssim, batch_size=n)
         return loss
 
     @override
-    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
-        flag = self.guard.take_window()
-        if self._skips_on_device and flag is not None:
-            # Read by the fused AdamW kernel: a non-finite loss since the last step -> no update.
-            optimizer.found_inf = flag  # type: ignore[attr-defined]
-
-    @override
-    def configure_gradient_clipping(
-        self,
-        optimizer: torch.optim.Optimizer,
-        gradient_clip_val: float | None = None,
-        gradient_clip_algorithm: str | None = None,
-    ) -> None:
-        if self._skips_on_device and gradient_clip_val:
-            # No GradScaler here, so gradients are unscaled and can be clipped directly.
-            # (Lightning's AMP plugin refuses every fused optimizer, a check meant for scalers.)
-            if gradient_clip_algorithm == "value":
-                torch.nn.utils.clip_grad_value_(self.model.parameters(), gradient_clip_val)
-            else:
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), gradient_clip_val)
-            return
-        self.clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm)
-
-    @override
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["autoenc_nonfinite"] = self.guard.state_dict()
+        checkpoint["autoenc_nonfinite"] = {
+            "consecutive": self.nonfinite_consecutive,
+            "total": self.nonfinite_total,
+        }
 
     @override
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self.guard.load_state_dict(checkpoint.get("autoenc_nonfinite", {}))
+        counts = checkpoint.get("autoenc_nonfinite", {})
+        self.nonfinite_consecutive = int(counts.get("consecutive", 0))
+        self.nonfinite_total = int(counts.get("total", 0))
 
     def _eval_step(self, batch: dict[str, Any], stage: str) -> dict[str, Tensor]:
         x = batch["image"]
@@ -233,15 +226,8 @@ class CompressionTask(LightningModule):
 
     @override
     def configure_optimizers(self) -> OptimizerLRSchedulerConfig:
-        params = list(self.model.parameters())
-        # The fused kernel skips a step on the device when found_inf is set (no host sync).
-        # Not under a GradScaler (16-mixed): it unscales inside fused steps, which Lightning's
-        # gradient clipping refuses; the scaler then skips non-finite steps itself.
-        scaler = getattr(self.trainer.precision_plugin, "scaler", None)
-        fused = scaler is None and all(p.device.type in ("cuda", "cpu") for p in params)
-        self._skips_on_device = fused
         optimizer = torch.optim.AdamW(
-            params, lr=self.lr, weight_decay=self.weight_decay, fused=fused or None
+            self.model.parameters(), lr=self.lr, weight_decay=self.weight_decay
         )
         scheduler: Any
         if self.scheduler == "plateau":
