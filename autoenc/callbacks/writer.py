@@ -8,13 +8,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import BasePredictionWriter
 from typing_extensions import override
 
 from autoenc.data.dataset_format import write_manifest, write_npy, write_shard
+from autoenc.data.sar import unit_to_uint16
 
 
 class PatchPredictionWriter(BasePredictionWriter):
@@ -57,9 +57,9 @@ class PatchPredictionWriter(BasePredictionWriter):
         batch_idx: int,
         dataloader_idx: int,
     ) -> None:
-        x_hat = prediction["x_hat"].float().clamp(0.0, 1.0).cpu().numpy()  # (B, 1, H, W)
+        # (B, 1, H, W) in [0, 1] -> the same uint16 codes as the source dataset
+        quantised = unit_to_uint16(prediction["x_hat"].float().cpu().numpy())
         latents = prediction["y"].float().cpu().numpy()  # (B, C, H/16, W/16)
-        quantised = np.round(x_hat * 65535.0).astype(np.uint16)
         scenes = list(batch["scene_id"])
         start = 0
         rank = trainer.global_rank

@@ -23,7 +23,9 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-UINT16_SCALE = 65535.0
+from autoenc.data.sar import UINT16_MAX
+
+UINT16_SCALE = UINT16_MAX  # the codes are round(unit * 65535); see autoenc.data.sar
 
 
 def decode(codes: Tensor) -> Tensor:

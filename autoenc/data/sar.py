@@ -21,7 +21,8 @@ DEFAULT_DB_WINDOW: tuple[float, float] = (-25.0, 5.0)
 #: clips real signal, and it keeps log10 finite for zero or invalid pixels.
 DEFAULT_NOISE_FLOOR_DB: float = -30.0
 
-_U16_MAX = 65535.0
+#: Largest uint16 code: stored patches hold round(unit * UINT16_MAX).
+UINT16_MAX = 65535.0
 
 
 def valid_mask(i: ArrayLike) -> NDArray[np.bool_]:
@@ -75,12 +76,12 @@ def unit_to_uint16(u: ArrayLike) -> NDArray[np.uint16]:
     """Quantise unit values to uint16 (max error 1/131070) for compact storage."""
     x = np.clip(np.asarray(u, dtype=np.float64), 0.0, 1.0)
     x = np.nan_to_num(x, nan=0.0)
-    return np.rint(x * _U16_MAX).astype(np.uint16)
+    return np.rint(x * UINT16_MAX).astype(np.uint16)
 
 
 def uint16_to_unit(q: ArrayLike) -> NDArray[np.float32]:
     """Map stored uint16 values back to float32 in [0, 1]."""
-    return (np.asarray(q, dtype=np.float32) / np.float32(_U16_MAX)).astype(np.float32)
+    return (np.asarray(q, dtype=np.float32) / np.float32(UINT16_MAX)).astype(np.float32)
 
 
 @dataclass(frozen=True)
