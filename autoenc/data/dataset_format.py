@@ -206,7 +206,24 @@ def validate_shards(root: Path, manifest: dict[str, Any], check_hash: bool = Fal
                 raise ValueError(
                     f"shard {path} sha256 {digest} does not match manifest {s['sha256']}"
                 )
+        if "mask_file" in s:
+            _validate_mask(root, s, (int(s["num_patches"]), 1, p, (p + 7) // 8), check_hash)
     log.debug("validated %d shards under %s", len(manifest["shards"]), root)
+
+
+def _validate_mask(root: Path, s: dict[str, Any], want: tuple[int, ...], check_hash: bool) -> None:
+    """Check a shard's bit-packed validity mask like the shard itself."""
+    path = root / s["mask_file"]
+    if not path.is_file():
+        raise FileNotFoundError(f"mask file missing: {path}")
+    size = path.stat().st_size
+    if size != int(s["mask_nbytes"]):
+        raise ValueError(f"mask {path} is {size} bytes, manifest says {s['mask_nbytes']}")
+    shape, dtype, fortran, offset = read_npy_header(path)
+    if shape != want or dtype != np.uint8 or fortran or size < offset + int(np.prod(shape)):
+        raise ValueError(f"mask {path} has shape {shape} dtype {dtype}, expected {want} uint8")
+    if check_hash and file_sha256(path) != s["mask_sha256"]:
+        raise ValueError(f"mask {path} sha256 does not match the manifest")
 
 
 def split_scenes(

@@ -130,6 +130,29 @@ class PatchDataset(Dataset[dict[str, Any]]):
             "scene_id": str(self.shards[shard]["scene_id"]),
         }
 
+    @property
+    def has_masks(self) -> bool:
+        """True when every shard has a validity mask (datasets from ``autoenc prepare``)."""
+        return bool(self.shards) and all("mask_file" in s for s in self.shards)
+
+    def mask(self, index: int) -> Tensor:
+        """(1, P, P) bool validity of a whole stored patch (True = valid pixel).
+
+        Datasets without masks (older synthetic ones) are all valid. Ignores crop/augment.
+        """
+        shard, offset = self.locate(index)
+        entry = self.shards[shard]
+        p = int(entry["shape"][-1])
+        if "mask_file" not in entry:
+            return torch.ones((1, p, p), dtype=torch.bool)
+        key = -1 - shard  # masks share the cache with negative keys
+        arr = self._cache.get(key)
+        if arr is None:
+            arr = np.load(self.root / entry["mask_file"], mmap_mode="r")
+            self._cache[key] = arr
+        bits = np.unpackbits(np.asarray(arr[offset]), axis=-1, count=p)  # (1, P, P) uint8
+        return torch.from_numpy(bits.astype(bool))
+
     def image(self, index: int) -> Tensor:
         """Decoded (1, h, w) float32 patch in [0, 1] (with this dataset's crop/augmentation)."""
         return decode(self[index]["image"])

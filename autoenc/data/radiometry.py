@@ -1,0 +1,257 @@
+# Copyright (c) autoenc developers.
+# Licensed under the MIT License.
+
+"""Scene values -> dB and validity, block by block, for every supported input kind.
+
+Input kinds (what a GeoTIFF band holds):
+
+* ``amplitude``: GRD measurement DN; intensity = DN² / A² with the calibration constant or
+  LUT ``A`` (σ⁰ when calibrated, raw DN² otherwise).
+* ``intensity``: linear power (σ⁰, γ⁰, β⁰), e.g. terrain-corrected float32 products.
+* ``db``: 10·log10 of intensity.
+
+Invalid pixels are the nodata value, NaN/±Inf, values ≤ 0 of linear kinds, and untagged
+runs of exact zeros at the start or end of each row (GRD swath fill, usually not tagged).
+"""
+
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from numpy.typing import NDArray
+
+InputKind = Literal["amplitude", "intensity", "db"]
+INPUT_KINDS: tuple[str, ...] = ("amplitude", "intensity", "db")
+
+#: Reason codes of invalid pixels, in the order they take precedence.
+VALID, NODATA, NONFINITE, ZERO_BORDER, NONPOSITIVE = range(5)
+REASONS: tuple[str, ...] = ("valid", "nodata", "nonfinite", "zero_border", "nonpositive")
+
+_DB_UNITS = re.compile(r"\b(db|decibels?)\b", re.IGNORECASE)
+_LINEAR_UNITS = re.compile(r"linear|intensity|power|sigma|gamma|beta", re.IGNORECASE)
+#: Sampled share of negative values above which a float band is taken to be in dB.
+_NEGATIVE_SHARE_DB = 0.001
+
+
+def detect_input_kind(
+    dtype: np.dtype[Any],
+    units: str | None,
+    description: str | None,
+    tags: dict[str, str],
+    sample: NDArray[Any] | None,
+    nodata: float | None,
+) -> tuple[InputKind, str]:
+    """Decide what a band holds; returns ``(kind, reason)`` so the choice can be recorded.
+
+    Raises:
+        ValueError: complex data (SLC), which must be detected (|z|) first.
+    """
+    if np.dtype(dtype).kind == "c":
+        raise ValueError(f"complex dtype {dtype} (SLC) is not supported; detect it (|z|) first")
+    if np.issubdtype(dtype, np.integer):
+        return "amplitude", f"integer dtype {dtype}: amplitude DN as in Sentinel-1 GRD"
+    meta = {"band units": units or "", "band description": description or ""}
+    meta.update({f"tag {k}": v for k, v in tags.items() if "unit" in k.lower()})
+    for where, text in meta.items():
+        if _DB_UNITS.search(text):
+            return "db", f"{where} {text!r} says dB"
+    for where, text in meta.items():
+        if _LINEAR_UNITS.search(text):
+            return "intensity", f"{where} {text!r} says linear intensity"
+    if sample is not None:
+        s = np.asarray(sample, dtype=np.float64).ravel()
+        ok = (
+            np.isfinite(s) if nodata is None or np.isnan(nodata) else np.isfinite(s) & (s != nodata)
+        )
+        s = s[ok & (s != 0)]
+        share = float(np.mean(s < 0)) if s.size else 0.0
+        if share > _NEGATIVE_SHARE_DB:
+            return "db", (
+                f"{dtype} without unit metadata; {share:.1%} of sampled values are negative, "
+                "impossible for linear intensity"
+            )
+        return "intensity", f"{dtype} without unit metadata; sampled values are all >= 0"
+    return "intensity", f"{dtype} without unit metadata"
+
+
+@dataclass(frozen=True)
+class CalibrationLUT:
+    """A Sentinel-1 calibration annotation: ``A`` on a grid of lines x pixels.
+
+    σ⁰ = DN² / A², with ``A`` bilinearly interpolated (ESA's S1 calibration note).
+    """
+
+    lines: NDArray[np.float64]  # (K,)
+    pixels: NDArray[np.float64]  # (M,)
+    values: NDArray[np.float64]  # (K, M)
+    name: str
+    source: str
+
+    @classmethod
+    def from_xml(cls, path: str | Path, lut: str = "sigmaNought") -> CalibrationLUT:
+        """Parse ``calibration-*.xml`` of a SAFE product (``lut``: sigmaNought|betaNought|gamma).
+
+        Raises:
+            ValueError: not a calibration annotation, or vectors of unequal length.
+        """
+        path = Path(path)
+        try:
+            root = ET.parse(path).getroot()
+        except (ET.ParseError, OSError) as e:
+            raise ValueError(f"cannot parse calibration annotation {path}: {e}") from e
+        vectors = root.findall(".//calibrationVector")
+        if not vectors:
+            raise ValueError(f"{path} holds no <calibrationVector> (not a S1 calibration file)")
+        lines, rows = [], []
+        pixels: NDArray[np.float64] | None = None
+        for v in vectors:
+            px_el, val_el, line_el = v.find("pixel"), v.find(lut), v.find("line")
+            if px_el is None or val_el is None or line_el is None:
+                raise ValueError(f"{path}: a calibrationVector lacks <line>, <pixel> or <{lut}>")
+            px = np.array(str(px_el.text).split(), dtype=np.float64)
+            val = np.array(str(val_el.text).split(), dtype=np.float64)
+            if px.shape != val.shape or px.size < 1:
+                raise ValueError(
+                    f"{path}: <pixel> and <{lut}> differ in length at line {line_el.text}"
+                )
+            if pixels is None:
+                pixels = px
+            elif not np.array_equal(px, pixels):
+                val = np.interp(pixels, px, val)
+            lines.append(float(str(line_el.text)))
+            rows.append(val)
+        assert pixels is not None
+        order = np.argsort(lines, kind="stable")
+        values = np.stack(rows)[order]
+        if not np.all(np.isfinite(values)) or np.any(values <= 0):
+            raise ValueError(f"{path}: <{lut}> values must be finite and positive")
+        return cls(np.asarray(lines)[order], pixels, values, lut, str(path))
+
+    def db_offset(self, row: int, col: int, height: int, width: int) -> NDArray[np.float32]:
+        """``-20·log10(A)`` over a window, shape (height, width): add it to ``20·log10(DN)``."""
+        cols = np.arange(col, col + width, dtype=np.float64)
+        rows = np.arange(row, row + height, dtype=np.float64)
+        # Along pixels for every vector: (K, width); then along lines: (height, width).
+        along = np.stack([np.interp(cols, self.pixels, v) for v in self.values])
+        if along.shape[0] == 1:
+            a = np.broadcast_to(along, (height, width))
+        else:
+            k = np.clip(np.searchsorted(self.lines, rows, side="right") - 1, 0, len(self.lines) - 2)
+            t = np.clip((rows - self.lines[k]) / (self.lines[k + 1] - self.lines[k]), 0.0, 1.0)
+            a = along[k] * (1.0 - t[:, None]) + along[k + 1] * t[:, None]
+        return (-20.0 * np.log10(a)).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """How amplitude DN becomes intensity: raw DN², a constant ``A``, or a LUT."""
+
+    constant: float | None = None
+    lut: CalibrationLUT | None = None
+
+    @property
+    def calibrated(self) -> bool:
+        """True when values are σ⁰ (or β⁰/γ⁰), False for raw DN²."""
+        return self.constant is not None or self.lut is not None
+
+    def describe(self) -> dict[str, Any]:
+        """Manifest entry."""
+        if self.lut is not None:
+            return {"method": "lut", "lut": self.lut.name, "file": self.lut.source}
+        if self.constant is not None:
+            return {"method": "constant", "A": self.constant, "formula": "DN^2 / A^2"}
+        return {"method": "none", "formula": "DN^2 (raw, uncalibrated)"}
+
+    def units(self) -> str:
+        """Units of the intensity this calibration yields."""
+        if self.lut is not None:
+            return {"sigmaNought": "sigma0", "betaNought": "beta0", "gamma": "gamma0"}.get(
+                self.lut.name, self.lut.name
+            )
+        return "sigma0" if self.constant is not None else "raw DN^2"
+
+
+def safe_calibration_file(scene: Path) -> Path | None:
+    """The SAFE sidecar ``annotation/calibration/calibration-<stem>.xml`` of a measurement file."""
+    cand = scene.parent.parent / "annotation" / "calibration" / f"calibration-{scene.stem}.xml"
+    return cand if cand.is_file() else None
+
+
+class BlockConverter:
+    """Map raw blocks of one band to dB (float32) and per-pixel invalid reasons (uint8).
+
+    ``floor_db`` is applied to valid values before the log (linear kinds) or as a minimum
+    (dB input), so the log never sees zero and the noise floor is explicit.
+    """
+
+    def __init__(
+        self,
+        kind: InputKind,
+        nodata: float | None,
+        floor_db: float,
+        calibration: Calibration | None = None,
+    ) -> None:
+        """Set up the conversion (a 65,536-entry table for 16-bit DN)."""
+        if kind not in INPUT_KINDS:
+            raise ValueError(f"input kind must be one of {INPUT_KINDS}, got {kind!r}")
+        self.kind = kind
+        self.nodata = nodata
+        self.floor_db = float(floor_db)
+        self.calibration = calibration or Calibration()
+        self._lut: NDArray[np.float32] | None = None
+        if kind == "amplitude":
+            # 20·log10(DN) - 20·log10(A) for every 16-bit DN; DN 0 maps to the floor.
+            dn = np.arange(1 << 16, dtype=np.float64)
+            with np.errstate(divide="ignore"):
+                db = 20.0 * np.log10(dn)
+            if self.calibration.constant is not None:
+                db -= 20.0 * np.log10(self.calibration.constant)
+            self._lut = np.maximum(db, self.floor_db).astype(np.float32)
+
+    def reasons(
+        self, raw: NDArray[Any], first: NDArray[np.int64], last: NDArray[np.int64], col: int
+    ) -> NDArray[np.uint8]:
+        """Invalid reason per pixel of a block (``VALID`` = 0).
+
+        ``first``/``last`` are each block row's first and last non-zero column in the scene
+        (``first > last`` for an all-zero row); zeros outside them are the untagged border.
+        """
+        h, w = raw.shape
+        out = np.zeros((h, w), dtype=np.uint8)
+        cols = np.arange(col, col + w)
+        border = (cols[None, :] < first[:, None]) | (cols[None, :] > last[:, None])
+        out[border] = ZERO_BORDER
+        if self.kind != "db":
+            with np.errstate(invalid="ignore"):
+                out[(raw <= 0) & (out == VALID)] = NONPOSITIVE
+        if raw.dtype.kind == "f":
+            out[~np.isfinite(raw)] = NONFINITE
+        if self.nodata is not None:
+            nd = np.isnan(raw) if np.isnan(self.nodata) else raw == self.nodata
+            out[nd] = NODATA
+        return out
+
+    def to_db(self, raw: NDArray[Any], row: int, col: int) -> NDArray[np.float32]:
+        """DB values of a block at ``(row, col)``; invalid pixels hold arbitrary finite values."""
+        if self._lut is not None and raw.dtype in (np.uint16, np.uint8):
+            db = self._lut[raw]
+        elif self.kind == "amplitude":
+            a = np.abs(np.nan_to_num(raw.astype(np.float32), nan=0.0, posinf=0.0))
+            with np.errstate(divide="ignore"):
+                db = 20.0 * np.log10(a, dtype=np.float32)
+            if self.calibration.constant is not None:
+                db -= np.float32(20.0 * np.log10(self.calibration.constant))
+        elif self.kind == "intensity":
+            a = np.nan_to_num(raw.astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+            floor = np.float32(10.0 ** (self.floor_db / 10.0))
+            db = 10.0 * np.log10(np.maximum(a, floor), dtype=np.float32)
+        else:
+            db = np.nan_to_num(raw.astype(np.float32), nan=self.floor_db, posinf=self.floor_db)
+        if self.calibration.lut is not None and self.kind == "amplitude":
+            db = db + self.calibration.lut.db_offset(row, col, *raw.shape)
+        return np.maximum(db, np.float32(self.floor_db), dtype=np.float32)

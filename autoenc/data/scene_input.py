@@ -1,0 +1,108 @@
+# Copyright (c) autoenc developers.
+# Licensed under the MIT License.
+
+"""Open a scene band as model input: input kind, calibration and a manifest description.
+
+Shared by ``autoenc prepare`` and the codec, so both apply the same preprocessing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from autoenc.data.radiometry import (
+    BlockConverter,
+    Calibration,
+    CalibrationLUT,
+    detect_input_kind,
+    safe_calibration_file,
+)
+from autoenc.data.sar import DEFAULT_NOISE_FLOOR_DB
+from autoenc.geotiff import SceneReader
+
+
+def calibration_for(path: Path, spec: str, lut: str = "sigmaNought") -> Calibration:
+    """Resolve ``--calibration`` (auto | none | constant A | XML file) for one scene.
+
+    Raises:
+        ValueError: a non-positive constant or an unreadable calibration annotation.
+    """
+    c = spec.strip()
+    if c in ("none", ""):
+        return Calibration()
+    if c == "auto":
+        xml = safe_calibration_file(path)
+        return Calibration(lut=CalibrationLUT.from_xml(xml, lut)) if xml else Calibration()
+    try:
+        a = float(c)
+    except ValueError:
+        return Calibration(lut=CalibrationLUT.from_xml(c, lut))
+    if not (np.isfinite(a) and a > 0):
+        raise ValueError(f"calibration constant must be finite and > 0, got {c!r}")
+    return Calibration(constant=a)
+
+
+def open_input(
+    path: Path,
+    band: int | str | None = None,
+    input_kind: str = "auto",
+    calibration: str = "auto",
+    calibration_lut: str = "sigmaNought",
+    noise_floor_db: float = DEFAULT_NOISE_FLOOR_DB,
+) -> tuple[SceneReader, BlockConverter, dict[str, Any]]:
+    """Open a scene, decide its input kind and calibration, and describe it for a manifest.
+
+    The caller owns (and must close) the returned reader.
+
+    Raises:
+        SceneError: unreadable file or missing band.
+        ValueError: bad calibration, or a calibration given for a non-amplitude scene.
+    """
+    reader = SceneReader(path, band)
+    try:
+        g = reader.geo
+        sample = reader.sample() if input_kind == "auto" else None
+        if input_kind == "auto":
+            kind, why = detect_input_kind(
+                reader.dtype, g.units, g.description, g.tags, sample, g.nodata
+            )
+        else:
+            kind, why = input_kind, "given by --input-kind"  # type: ignore[assignment]
+        cal = (
+            calibration_for(path, calibration, calibration_lut)
+            if kind == "amplitude"
+            else Calibration()
+        )
+        if kind != "amplitude" and calibration not in ("auto", "none"):
+            raise ValueError(f"{path}: --calibration applies to amplitude DN, but this is {kind}")
+        units = {"amplitude": cal.units(), "intensity": "linear intensity", "db": "dB"}[kind]
+        stat = path.stat()
+        info = {
+            "source": {
+                "path": str(path.resolve()),
+                "bytes": stat.st_size,
+                "mtime_ns": stat.st_mtime_ns,
+            },
+            "band": reader.band,
+            "band_description": g.description,
+            "polarisation": reader.polarisation or "unknown",
+            "dtype": reader.dtype.name,
+            "input_kind": kind,
+            "input_kind_reason": why,
+            "calibration": cal.describe() if kind == "amplitude" else {"method": "n/a"},
+            "calibrated": cal.calibrated or kind != "amplitude",
+            "units": units,
+            "nodata": g.to_dict()["nodata"],
+            "georef": g.georef,
+            "crs_wkt": g.crs_wkt,
+            "transform": list(g.transform) if g.transform else None,
+            "gcps": len(g.gcps),
+            "shape": [reader.height, reader.width],
+        }
+        return reader, BlockConverter(kind, g.nodata, noise_floor_db, cal), info
+    except BaseException:
+        reader.close()
+        raise
