@@ -17,40 +17,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-from numpy.typing import NDArray
-
-from autoenc.data.dataset_format import (
-    FORMAT_VERSION,
-    MANIFEST_NAME,
-    STORAGE_DTYPE,
-    VALUE_ENCODING,
-    split_scenes,
-    write_manifest,
-    write_shard,
-)
-from autoenc.data.sar import Normalisation, unit_to_uint16
-from autoenc.data.synth import synth_scene
+from autoenc.data.dataset_format import MANIFEST_NAME
+from autoenc.data.prepare import STATE_DIR, PrepareConfig, prepare
+from autoenc.data.synth_geotiff import SYNTH_CALIBRATION_A, write_scenes
 
 log = logging.getLogger(__name__)
 
 GENERATOR_NAME = "autoenc.data.synth.synth_scene"
-
-
-def tile(image: NDArray[Any], patch_size: int) -> NDArray[Any]:
-    """Cut non-overlapping (stride = patch) tiles into shape (N, 1, P, P); edges are dropped."""
-    h, w = image.shape
-    ny, nx = h // patch_size, w // patch_size
-    if ny == 0 or nx == 0:
-        raise ValueError(f"image of shape {image.shape} is smaller than patch_size={patch_size}")
-    a = image[: ny * patch_size, : nx * patch_size]
-    a = a.reshape(ny, patch_size, nx, patch_size).transpose(0, 2, 1, 3)
-    return np.ascontiguousarray(a.reshape(ny * nx, 1, patch_size, patch_size))
-
-
-def scene_rng(seed: int, index: int) -> np.random.Generator:
-    """Independent per-scene generator, so scenes don't depend on generation order."""
-    return np.random.default_rng(np.random.SeedSequence([int(seed), int(index)]))
+#: The σ⁰ window used for the synthetic default (its scenes are calibrated σ⁰).
+SYNTH_DB_WINDOW = (-25.0, 5.0)
 
 
 def _progress(enabled: bool, total: int) -> Any:
@@ -75,10 +50,12 @@ def make_synthetic_dataset(
     progress: bool = False,
     overwrite: bool = False,
 ) -> Path:
-    """Generate ``scenes`` synthetic scenes and store them as a patch dataset.
+    """Generate ``scenes`` synthetic GeoTIFF scenes and ``autoenc prepare`` them into ``out``.
 
-    The dataset is built in a temporary directory next to ``out`` and renamed
-    into place at the end, so an interrupted run never leaves a half dataset.
+    The scenes carry the defects of real products (zero borders, NaN holes, GCP-only
+    georeferencing), so the embedded default exercises the same path as real data. The window
+    is the σ⁰ convention (−25, 5) dB. Everything is built in temporary directories next to
+    ``out`` and renamed into place at the end, so an interrupted run never leaves a half dataset.
 
     Raises:
         FileExistsError: ``out`` already holds a dataset (or other files) and
@@ -88,8 +65,8 @@ def make_synthetic_dataset(
     out = Path(out)
     if scenes < 1:
         raise ValueError(f"scenes must be >= 1, got {scenes}")
-    if patch_size < 1 or size < patch_size:
-        raise ValueError(f"need 1 <= patch_size <= size, got patch_size={patch_size}, size={size}")
+    if patch_size < 8 or size < patch_size:
+        raise ValueError(f"need 8 <= patch_size <= size, got patch_size={patch_size}, size={size}")
     if out.exists() and not overwrite:
         if (out / MANIFEST_NAME).exists():
             raise FileExistsError(
@@ -100,76 +77,59 @@ def make_synthetic_dataset(
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
     tmp.chmod(0o755)  # mkdtemp creates 0700; the final dataset should be readable by others
-    norm = Normalisation()
     t0 = time.perf_counter()
     bar = _progress(progress, scenes)
     try:
-        ids = [f"synth_{seed}_{i:04d}" for i in range(scenes)]
-        splits, split_desc = split_scenes(ids, split, seed)
-        scene_info: dict[str, dict[str, Any]] = {}
-        shards: list[dict[str, Any]] = []
-        for i, sid in enumerate(ids):
-            inten, _ = synth_scene(size, looks=looks, rng=scene_rng(seed, i))
-            q = unit_to_uint16(norm.forward(inten))
-            patches = tile(q, patch_size)
-            entry = write_shard(tmp, f"shards/{sid}_000.npy", patches)
-            shards.append({"file": entry.pop("file"), "scene_id": sid, **entry})
-            scene_info[sid] = {
-                "split": splits[sid],
-                "num_patches": int(patches.shape[0]),
-                "index": i,
-                "shape": [int(size), int(size)],
-            }
-            if bar is not None:
-                bar.advance(bar.task_ids[0])
-            log.debug("scene %s: %d patches", sid, patches.shape[0])
-        manifest: dict[str, Any] = {
-            "format_version": FORMAT_VERSION,
-            "patch_size": int(patch_size),
-            "storage_dtype": STORAGE_DTYPE,
-            "value_encoding": VALUE_ENCODING,
-            "normalisation": norm.to_dict(),
-            "source": {
-                "generator": GENERATOR_NAME,
-                "args": {
-                    "scenes": int(scenes),
-                    "size": int(size),
-                    "looks": float(looks),
-                    "seed": int(seed),
-                    "patch_size": int(patch_size),
-                    "split": [float(r) for r in split],
-                },
-                "scene_seeding": "np.random.default_rng(SeedSequence([seed, scene_index]))",
-                "tiling": (
-                    f"non-overlapping {patch_size}px tiles, stride {patch_size}, "
-                    "partial edge tiles dropped"
-                ),
+        scene_dir = tmp / "scenes"
+        write_scenes(
+            scene_dir,
+            scenes,
+            size,
+            seed,
+            looks,
+            advance=(lambda: bar.advance(bar.task_ids[0])) if bar is not None else None,
+        )
+        data = tmp / "dataset"
+        cfg = PrepareConfig(
+            db_window=SYNTH_DB_WINDOW,
+            patch_size=patch_size,
+            split=tuple(split),  # type: ignore[arg-type]
+            seed=seed,
+            shard_size=1 << 20,
+        )
+        source = {
+            "generator": GENERATOR_NAME,
+            "args": {
+                "scenes": int(scenes),
+                "size": int(size),
+                "looks": float(looks),
+                "seed": int(seed),
+                "patch_size": int(patch_size),
+                "split": [float(r) for r in split],
             },
-            "scenes": scene_info,
-            "shards": shards,
-            "split_method": split_desc,
+            "scene_seeding": "np.random.default_rng(SeedSequence([seed, scene_index]))",
+            "scene_files": "GeoTIFFs written by autoenc.data.synth_geotiff, then autoenc prepare",
         }
-        write_manifest(tmp, manifest)
+        report = prepare([scene_dir], data, cfg, extra_source=source)
+        shutil.rmtree(data / STATE_DIR)
         if out.exists():
             # Only reached with overwrite=True (or an empty dir): move the old one aside first.
             old = out.with_name(f".{out.name}.old")
             shutil.rmtree(old, ignore_errors=True)
             out.rename(old)
-            tmp.rename(out)
+            data.rename(out)
             shutil.rmtree(old, ignore_errors=True)
         else:
-            tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+            data.rename(out)
     finally:
+        shutil.rmtree(tmp, ignore_errors=True)
         if bar is not None:
             bar.stop()
     log.info(
         "wrote synthetic dataset %s: %d scenes, %d patches in %.1f s",
         out,
         scenes,
-        sum(s["num_patches"] for s in shards),
+        sum(s["num_patches"] for s in report.scenes.values()),
         time.perf_counter() - t0,
     )
     return out
@@ -178,9 +138,11 @@ def make_synthetic_dataset(
 def build_parser() -> argparse.ArgumentParser:
     """Argument parser for ``autoenc synth``."""
     p = argparse.ArgumentParser(
-        prog="autoenc synth", description="Generate a synthetic Sentinel-1-like patch dataset."
+        prog="autoenc synth",
+        description="Generate synthetic Sentinel-1-like scenes: a prepared patch dataset "
+        "(default) or, with --geotiff, the GeoTIFF scenes themselves.",
     )
-    p.add_argument("--out", type=Path, required=True, help="output dataset directory")
+    p.add_argument("--out", type=Path, required=True, help="output dataset (or scene) directory")
     p.add_argument("--scenes", type=int, default=24, help="number of scenes (default 24)")
     p.add_argument("--size", type=int, default=1024, help="scene side length in px (default 1024)")
     p.add_argument(
@@ -188,6 +150,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--patch-size", type=int, default=256, help="patch side length (default 256)")
+    p.add_argument(
+        "--geotiff",
+        action="store_true",
+        help="write the scenes as GeoTIFFs (CRS+transform or GCPs only, zero borders, NaN holes) "
+        "instead of a dataset; feed them to `autoenc prepare`",
+    )
+    p.add_argument(
+        "--kind",
+        choices=("intensity", "amplitude", "db"),
+        default="intensity",
+        help="with --geotiff: float32 linear sigma0 (default), uint16 GRD-like amplitude DN "
+        f"(sigma0 = DN^2 / {SYNTH_CALIBRATION_A:g}^2) or float32 dB",
+    )
+    p.add_argument("--no-defects", action="store_true", help="with --geotiff: no borders or holes")
     p.add_argument("--overwrite", action="store_true", help="replace an existing dataset at --out")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
@@ -197,6 +173,28 @@ def synth_main(argv: list[str] | None = None) -> int:
     """Entry point for ``autoenc synth``; returns a process exit code."""
     args = build_parser().parse_args(argv)
     try:
+        if args.geotiff:
+            if args.scenes < 1 or args.size < 8:
+                raise ValueError(
+                    f"need --scenes >= 1 and --size >= 8, got {args.scenes}, {args.size}"
+                )
+            bar = _progress(not args.quiet, args.scenes)
+            try:
+                paths = write_scenes(
+                    args.out,
+                    args.scenes,
+                    args.size,
+                    args.seed,
+                    args.looks,
+                    args.kind,
+                    defects=not args.no_defects,
+                    advance=(lambda: bar.advance(bar.task_ids[0])) if bar is not None else None,
+                )
+            finally:
+                if bar is not None:
+                    bar.stop()
+            log.info("wrote %d GeoTIFF scenes to %s", len(paths), args.out)
+            return 0
         path = make_synthetic_dataset(
             args.out,
             scenes=args.scenes,
