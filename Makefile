@@ -42,6 +42,7 @@ lint: $(STAMP) ## ruff (style, docstrings) and mypy over the package
 bench: $(STAMP) ## run the benchmarks (prints measured ratios)
 	$(PY) benchmarks/bench_loading.py
 	$(PY) benchmarks/bench_overhead.py
+	$(PY) benchmarks/bench_prepare.py --float
 
 gpu-check: $(STAMP) ## GPU throughput/memory check; writes benchmarks/results/gpu-<date>.json
 	$(PY) benchmarks/gpu_check.py --out benchmarks/results

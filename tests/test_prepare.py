@@ -118,7 +118,7 @@ def test_sigma0_reason_counts_and_values(tifs: dict[str, Path], tmp_path: Path) 
     assert info["georef"] == "crs+transform" and "32633" in info["crs_wkt"]
     assert info["transform"][:3] == [10.0, 0.0, 500000.0]
     px = info["pixels"]
-    assert px["nodata"] == 16 and px["nonfinite"] == 9 + 1 and px["nonpositive"] == 3 + 1
+    assert px["nodata"] == 16 and px["nonfinite"] == 9 + 2 and px["nonpositive"] == 3 + 1
     db = sigma0_db(tifs["sigma0"])
     for _, (y, x), codes, valid in patches_of(tmp_path / "ds"):
         want = codes_of(np.maximum(db[y : y + P, x : x + P], -30.0), -25.0, 5.0)
@@ -299,6 +299,38 @@ def test_corrupt_scene_stop_and_skip(
     (tmp_path / "junk" / "x.tif").write_bytes(b"II*\x00not a tiff")
     assert main(["prepare", str(tmp_path / "junk"), "--out", str(tmp_path / "j"), "--quiet"]) == 2
     assert "x.tif" in capsys.readouterr().err
+
+
+@pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
+def test_quality_filter_counts_flat_and_saturated(tmp_path: Path) -> None:
+    """Patch rows: flat constant dB, saturated above the window, speckled; one of each kind."""
+    rng = np.random.default_rng(0)
+    db = (-10 + 2.5 * rng.standard_normal((3 * P, 4 * P))).astype(np.float32)
+    db[:P] = -10.0  # flat: std 0 dB
+    db[P : 2 * P] = 20.0 + rng.standard_normal((P, 4 * P))  # far above a -25..5 window
+    db[P : 2 * P, :3] = -10.0  # ... but not all of it: 3 columns of 16 are inside
+    path = tmp_path / "q.tif"
+    with rasterio.open(path, "w", driver="GTiff", height=3 * P, width=4 * P, count=1,
+                       dtype="float32") as f:  # fmt: skip
+        f.write(db + 0.0, 1)
+        f.set_band_unit(1, "dB")
+    prepare([path], tmp_path / "ds", PrepareConfig(patch_size=P, db_window=(-25.0, 5.0)))
+    info = read_manifest(tmp_path / "ds")["scenes"]["q"]
+    # The left column has no zero border here: every column is non-zero.
+    assert info["patches"] == {
+        "candidates": 12,
+        "accepted": 4,
+        "rejected": {"invalid": 0, "saturated": 4, "flat": 4},
+    }
+
+
+def test_failed_rerun_keeps_earlier_dataset(tifs: dict[str, Path], tmp_path: Path) -> None:
+    _copies(tifs, tmp_path / "in", 3)
+    run([tmp_path / "in"], tmp_path / "ds")
+    (tmp_path / "in" / "scene_1.tif").write_bytes(b"II*\x00broken")
+    with pytest.raises(SceneError, match="scene_1.tif"):
+        run([tmp_path / "in"], tmp_path / "ds")
+    validate_shards(tmp_path / "ds", read_manifest(tmp_path / "ds"), check_hash=True)
 
 
 def test_refuses_foreign_output_folder(tifs: dict[str, Path], tmp_path: Path) -> None:

@@ -7,8 +7,9 @@ Two streaming passes: :mod:`autoenc.data.scan` histograms every scene, the scene
 picks the training scenes, their summed histograms fix the dB window, and
 :mod:`autoenc.data.patchify` writes the shards. State under ``OUT/.prepare`` (per-scene scan
 results and scene records, each written atomically) lets a re-run skip finished work; the
-manifest is removed at the start and written last, so an interrupted run never reads as a
-dataset.
+manifest is removed before the first shard of an earlier run is changed and written last, so an
+interrupted run never reads as a dataset, while a run that fails before changing anything leaves
+an earlier dataset intact.
 """
 
 from __future__ import annotations
@@ -170,7 +171,6 @@ def _check_out(out: Path, resume: bool) -> None:
             shutil.rmtree(out / sub, ignore_errors=True)
     (out / STATE_DIR / "scan").mkdir(parents=True, exist_ok=True)
     (out / STATE_DIR / "scenes").mkdir(parents=True, exist_ok=True)
-    (out / MANIFEST_NAME).unlink(missing_ok=True)  # the dataset is incomplete until we finish
 
 
 def _fail(report: PrepareReport, cfg: PrepareConfig, path: Path, stage: str, e: Exception) -> None:
@@ -218,6 +218,8 @@ def _patch_one(
                     progress.scene("cached", sid, reader.height)
                     progress.advance(reader.height)
                 return dict(rec["record"])
+        # From the first change on, the folder is not a complete dataset until the new manifest.
+        (out / MANIFEST_NAME).unlink(missing_ok=True)
         for sub in ("shards", "masks"):  # stale shards of an older or interrupted run
             for f in (out / sub).glob(f"{sid}_[0-9][0-9][0-9].npy"):
                 f.unlink()
@@ -271,6 +273,8 @@ def prepare(
     cfg = cfg or PrepareConfig()
     out = Path(out)
     paths = _scene_ids(find_scenes([Path(p) for p in inputs]))
+    if cfg.split_file:  # fail on a bad split file now, not after a long first pass
+        read_split_file(Path(cfg.split_file), paths)
     _check_out(out, cfg.resume)
     report = PrepareReport(out)
     scans: dict[str, ScanResult] = {}
@@ -377,4 +381,5 @@ def _remove_unlisted(out: Path, shards: list[dict[str, Any]]) -> None:
     for sub in ("shards", "masks"):
         for f in (out / sub).glob("*.npy") if (out / sub).is_dir() else ():
             if f"{sub}/{f.name}" not in keep:
+                (out / MANIFEST_NAME).unlink(missing_ok=True)
                 f.unlink()

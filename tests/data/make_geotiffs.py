@@ -11,7 +11,7 @@ Files (all 80 x 72 px unless noted):
 * ``SAFE/measurement/s1a-iw-grd-vv-tiny.tiff``: uint16 amplitude DN, GCPs only, untagged zero
   border, plus ``SAFE/annotation/calibration/calibration-s1a-iw-grd-vv-tiny.xml``.
 * ``sigma0_crs.tif``: float32 linear σ⁰, CRS + transform, nodata tag -9999 (some pixels),
-  NaN, +Inf, negative and zero pixels, an untagged zero border, no unit metadata.
+  NaN, ±Inf, negative and zero pixels, an untagged zero border, no unit metadata.
 * ``db.tif``: float32 dB with unit "dB", NaN holes and an untagged zero border.
 * ``dual.tif``: two float32 bands described VV and VH, CRS + transform.
 """
@@ -104,6 +104,7 @@ def make_geotiffs(out: Path) -> dict[str, Path]:
     s0 = _sigma0(rng)
     s0[10:13, 30:33] = np.nan
     s0[50, 40] = np.inf
+    s0[50, 41] = -np.inf
     s0[60, 20:23] = -0.5
     s0[30, 50] = 0.0  # an interior zero: non-positive, not border
     s0[70:74, 60:64] = -9999.0
