@@ -1,0 +1,275 @@
+# Copyright (c) autoenc developers.
+# Licensed under the MIT License.
+"""Integer symbols + integer probability tables <-> bytes; the only constriction import.
+
+Everything here is numpy in, numpy/bytes out, so the entropy models stay free of coder
+details and the bitstream depends only on integer tables, never on float maths:
+
+* ``quantize_pmf`` turns float PMFs into integer counts (``PRECISION`` bits, every bin
+  at least one count, each row summing to exactly ``2**PRECISION``).
+* ``TableCoder`` codes symbols, each with the table named by its index, using
+  constriction's range coder. A table's last bin is an escape: symbols outside the
+  table's support code the escape and then their distance from the support with an
+  Exp-Golomb-like code made of uniform symbols (CompressAI's "overflow" coding).
+
+Counts are handed to constriction as ``counts / 2**PRECISION`` in float64. Those values,
+their running sums and constriction's rescaling to its 24-bit fixed point are all exact
+in float64, so the same tables give the same bytes on every machine.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import constriction
+import numpy as np
+import numpy.typing as npt
+
+PRECISION = 16
+"""Bits of the integer tables; constriction re-quantises them (exactly) to 24 bits."""
+
+_MAX_EXPONENT = 32
+"""Largest Exp-Golomb exponent: escape distances of int32 symbols are below ``2**33``."""
+
+_CHUNK_BITS = 16
+"""Mantissa bits per uniform symbol; constriction's uniform model needs a size < 2**24."""
+
+
+def quantize_pmf(
+    pmf: npt.NDArray[np.floating], lengths: npt.NDArray[np.integer], precision: int = PRECISION
+) -> npt.NDArray[np.int32]:
+    """Round float PMFs to integer counts that sum to exactly ``2**precision`` per row.
+
+    Every bin gets one count first, so no symbol is ever uncodable; the rest is shared in
+    proportion to ``pmf`` by largest remainders, which keeps the rounding loss minimal.
+
+    Args:
+        pmf: (T, L) non-negative probabilities; row ``t`` uses its first ``lengths[t]`` bins
+            and need not be normalised.
+        lengths: (T,) number of bins of each row, escape bin included.
+        precision: total count is ``2**precision``.
+
+    Returns:
+        (T, L) int32 counts, zero beyond each row's length.
+
+    Raises:
+        ValueError: if shapes disagree, a length is outside ``[1, min(L, 2**precision)]`` or
+            the PMF holds NaN or negative values.
+    """
+    pmf = np.asarray(pmf, dtype=np.float64)
+    lengths = np.asarray(lengths, dtype=np.int64)
+    if pmf.ndim != 2 or lengths.shape != pmf.shape[:1]:
+        raise ValueError(f"expected pmf (T, L) and lengths (T,), got {pmf.shape}, {lengths.shape}")
+    total = 1 << precision
+    bad = np.flatnonzero((lengths < 1) | (lengths > min(pmf.shape[1], total)))
+    if bad.size:
+        raise ValueError(
+            f"table {bad[0]} has {lengths[bad[0]]} bins; need 1..{min(pmf.shape[1], total)}"
+        )
+    if not np.all(np.isfinite(pmf)) or np.any(pmf < 0):
+        raise ValueError("pmf must be finite and non-negative")
+    mask = np.arange(pmf.shape[1]) < lengths[:, None]
+    pmf = np.where(mask, pmf, 0.0)
+    row_sum = pmf.sum(axis=1, keepdims=True)
+    # A row without mass (all bins underflowed) becomes uniform over its bins.
+    pmf = np.where(row_sum > 0, pmf, mask.astype(np.float64))
+    row_sum = pmf.sum(axis=1, keepdims=True)
+    scaled = pmf / row_sum * (total - lengths)[:, None]
+    floor = np.floor(scaled)
+    counts = np.where(mask, floor.astype(np.int64) + 1, 0)
+    remainder = total - counts.sum(axis=1)  # in [0, lengths) up to float error
+    if np.any(remainder < 0):
+        raise ValueError(f"pmf rounding overshot by {-remainder.min()} counts")
+    # Hand the remaining counts to the bins with the largest fractional parts.
+    frac = np.where(mask, scaled - floor, -1.0)
+    order = np.argsort(-frac, axis=1, kind="stable")
+    rank = np.empty_like(order)
+    np.put_along_axis(rank, order, np.arange(pmf.shape[1])[None, :].repeat(len(pmf), 0), axis=1)
+    counts += mask & (rank < remainder[:, None])
+    return counts.astype(np.int32)
+
+
+class TableCoder:
+    """Range-codes int32 symbols with a set of integer tables, one table per symbol.
+
+    Table ``t`` covers symbol values ``offsets[t] .. offsets[t] + lengths[t] - 2``; its bin
+    ``lengths[t] - 1`` is the escape. Symbols are coded grouped by table (stable order), so
+    each table's constriction model is built once and every group is coded in one call;
+    escaped values follow at the end of the stream. The decoder receives the same indexes
+    and so repeats the grouping without side information.
+
+    The range coder (a queue: first in, first out) is used rather than ANS (a stack) so the
+    escape payload can simply be appended after the symbols that announce it.
+    """
+
+    def __init__(
+        self,
+        pmfs: npt.NDArray[np.integer],
+        lengths: npt.NDArray[np.integer],
+        offsets: npt.NDArray[np.integer],
+        precision: int = PRECISION,
+    ) -> None:
+        """Validate the tables and build one constriction model per table.
+
+        Args:
+            pmfs: (T, L) integer counts, as returned by `quantize_pmf`.
+            lengths: (T,) bins per table, escape bin included (at least 2).
+            offsets: (T,) symbol value of each table's bin 0.
+            precision: each row must sum to ``2**precision``.
+
+        Raises:
+            ValueError: naming the first malformed table.
+        """
+        pmfs = np.asarray(pmfs, dtype=np.int64)
+        self.lengths = np.asarray(lengths, dtype=np.int64)
+        self.offsets = np.asarray(offsets, dtype=np.int64)
+        if pmfs.ndim != 2 or not self.lengths.shape == self.offsets.shape == pmfs.shape[:1]:
+            raise ValueError(
+                f"expected pmfs (T, L), lengths (T,), offsets (T,); got {pmfs.shape}, "
+                f"{self.lengths.shape}, {self.offsets.shape}"
+            )
+        self.num_tables = len(pmfs)
+        models = []
+        for t, (row, length) in enumerate(zip(pmfs, self.lengths, strict=True)):
+            counts = row[: max(int(length), 0)]
+            if length < 2 or length > pmfs.shape[1]:
+                raise ValueError(f"table {t} has length {length}; need 2..{pmfs.shape[1]}")
+            if counts.min() < 1 or counts.sum() != 1 << precision:
+                raise ValueError(
+                    f"table {t} needs counts >= 1 summing to {1 << precision}, "
+                    f"got min {counts.min()} and sum {counts.sum()}"
+                )
+            probabilities = counts.astype(np.float64) / float(1 << precision)
+            models.append(constriction.stream.model.Categorical(probabilities, perfect=False))
+        self._models = models
+
+    def encode(self, symbols: npt.NDArray[np.integer], indexes: npt.NDArray[np.integer]) -> bytes:
+        """Code ``symbols[i]`` with table ``indexes[i]``; both are flattened.
+
+        Raises:
+            ValueError: if the arrays differ in size, hold non-integers, an index is out of
+                range or a symbol does not fit int32.
+        """
+        symbols = np.asarray(symbols)
+        if not np.issubdtype(symbols.dtype, np.integer):
+            raise ValueError(f"symbols must be integers, got dtype {symbols.dtype}")
+        values = symbols.reshape(-1).astype(np.int64)
+        if values.size and (values.min() < -(2**31) or values.max() >= 2**31):
+            raise ValueError(f"symbols must fit int32, got range {values.min()}..{values.max()}")
+        order, sorted_indexes, bounds = self._grouping(indexes, values.size)
+        if values.size == 0:
+            return b""
+        bins = values[order] - self.offsets[sorted_indexes]
+        escape_bin = self.lengths[sorted_indexes] - 1
+        escaped = (bins < 0) | (bins >= escape_bin)
+        encoder = constriction.stream.queue.RangeEncoder()
+        coded = np.where(escaped, escape_bin, bins).astype(np.int32)
+        for t in np.flatnonzero(np.diff(bounds)):
+            encoder.encode(coded[bounds[t] : bounds[t + 1]], self._models[t])
+        if escaped.any():
+            below = bins[escaped] < 0
+            distance = np.where(below, -bins[escaped] - 1, bins[escaped] - escape_bin[escaped])
+            _encode_escapes(encoder, below, distance)
+        words: npt.NDArray[np.uint32] = encoder.get_compressed()
+        return words.astype("<u4").tobytes()
+
+    def decode(self, data: bytes, indexes: npt.NDArray[np.integer]) -> npt.NDArray[np.int32]:
+        """Invert `encode`: decode one symbol per entry of ``indexes`` (flattened).
+
+        Raises:
+            ValueError: if an index is out of range, ``data`` is not whole 32-bit words or
+                it decodes to values outside int32 (corrupt or mismatched stream).
+        """
+        size = int(np.asarray(indexes).size)
+        order, sorted_indexes, bounds = self._grouping(indexes, size)
+        if size == 0:
+            return np.empty(0, dtype=np.int32)
+        if len(data) % 4:
+            raise ValueError(f"stream length {len(data)} is not a multiple of 4 bytes")
+        words = np.frombuffer(data, dtype="<u4").astype(np.uint32)
+        decoder = constriction.stream.queue.RangeDecoder(words)
+        bins = np.empty(size, dtype=np.int64)
+        for t in np.flatnonzero(np.diff(bounds)):
+            count = int(bounds[t + 1] - bounds[t])
+            bins[bounds[t] : bounds[t + 1]] = decoder.decode(self._models[t], count)
+        offsets = self.offsets[sorted_indexes]
+        escape_bin = self.lengths[sorted_indexes] - 1
+        values = bins + offsets
+        escaped = bins == escape_bin
+        if escaped.any():
+            below, distance = _decode_escapes(decoder, int(escaped.sum()))
+            values[escaped] = np.where(
+                below,
+                offsets[escaped] - 1 - distance,
+                offsets[escaped] + escape_bin[escaped] + distance,
+            )
+        if values.min() < -(2**31) or values.max() >= 2**31:
+            raise ValueError("stream decodes to values outside int32; corrupt or wrong tables")
+        out = np.empty(size, dtype=np.int32)
+        out[order] = values
+        return out
+
+    def _grouping(
+        self, indexes: npt.NDArray[np.integer], size: int
+    ) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        """Stable order that groups symbols by table, the sorted indexes and group bounds."""
+        flat = np.asarray(indexes).reshape(-1)
+        if flat.size != size:
+            raise ValueError(f"got {size} symbols but {flat.size} indexes")
+        if not np.issubdtype(flat.dtype, np.integer):
+            raise ValueError(f"indexes must be integers, got dtype {flat.dtype}")
+        flat = flat.astype(np.int64)
+        if flat.size and (flat.min() < 0 or flat.max() >= self.num_tables):
+            bad = flat[(flat < 0) | (flat >= self.num_tables)][0]
+            raise ValueError(f"table index {bad} out of range for {self.num_tables} tables")
+        order = np.argsort(flat, kind="stable")
+        sorted_indexes = flat[order]
+        bounds = np.zeros(self.num_tables + 1, dtype=np.int64)
+        np.cumsum(np.bincount(sorted_indexes, minlength=self.num_tables), out=bounds[1:])
+        return order, sorted_indexes, bounds
+
+
+def _encode_escapes(
+    encoder: Any, below: npt.NDArray[np.bool_], distance: npt.NDArray[np.int64]
+) -> None:
+    """Exp-Golomb-like code of escape distances: sign, exponent, then mantissa chunks.
+
+    With ``n = distance + 1 = 2**k + m``: one binary side, ``k`` uniform over
+    ``0..32``, then ``m``'s ``k`` bits as up to two uniform symbols of at most 16 bits.
+    """
+    uniform = constriction.stream.model.Uniform()
+    n = distance + 1
+    exponent = np.frexp(n.astype(np.float64))[1].astype(np.int64) - 1  # exact below 2**53
+    mantissa = n - (np.int64(1) << exponent)
+    encoder.encode(below.astype(np.int32), uniform, np.full(below.size, 2, dtype=np.int32))
+    encoder.encode(
+        exponent.astype(np.int32), uniform, np.full(n.size, _MAX_EXPONENT + 1, dtype=np.int32)
+    )
+    for low_bits, chunk in _chunks(exponent):
+        values = (mantissa[chunk] >> low_bits) & ((1 << _CHUNK_BITS) - 1)
+        sizes = np.int64(1) << np.minimum(exponent[chunk] - low_bits, _CHUNK_BITS)
+        encoder.encode(values.astype(np.int32), uniform, sizes.astype(np.int32))
+
+
+def _decode_escapes(
+    decoder: Any, count: int
+) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.int64]]:
+    """Invert `_encode_escapes` for ``count`` escaped symbols."""
+    uniform = constriction.stream.model.Uniform()
+    below = decoder.decode(uniform, np.full(count, 2, dtype=np.int32)).astype(bool)
+    exponent = decoder.decode(uniform, np.full(count, _MAX_EXPONENT + 1, dtype=np.int32)).astype(
+        np.int64
+    )
+    mantissa = np.zeros(count, dtype=np.int64)
+    for low_bits, chunk in _chunks(exponent):
+        sizes = np.int64(1) << np.minimum(exponent[chunk] - low_bits, _CHUNK_BITS)
+        values = decoder.decode(uniform, sizes.astype(np.int32)).astype(np.int64)
+        mantissa[chunk] |= values << low_bits
+    return below, (np.int64(1) << exponent) + mantissa - 1
+
+
+def _chunks(
+    exponent: npt.NDArray[np.int64],
+) -> list[tuple[int, npt.NDArray[np.bool_]]]:
+    """(lowest bit, which escapes still have mantissa bits there) per 16-bit chunk."""
+    return [(low_bits, exponent > low_bits) for low_bits in range(0, _MAX_EXPONENT, _CHUNK_BITS)]
