@@ -68,6 +68,17 @@ def run_trainer(argv: Sequence[str], *, use_sys_argv: bool = False) -> Any:
     return _run_trainer(argv, use_sys_argv=use_sys_argv)
 
 
+def _destroy_process_group() -> None:
+    """Tear down a DDP process group before the interpreter exits.
+
+    Lightning leaves it alive; gloo's worker threads then die during interpreter finalisation
+    and the process aborts ("terminate called without an active exception", exit -6).
+    """
+    dist = sys.modules.get("torch.distributed")
+    if dist is not None and dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def main(args: Sequence[str] | None = None) -> int:
     """Entry point of the ``autoenc`` console script."""
     argv = list(sys.argv[1:] if args is None else args)
@@ -102,4 +113,6 @@ def main(args: Sequence[str] | None = None) -> int:
             raise
         sys.stderr.write(f"autoenc: error: {exc}\n")
         return 1
+    finally:
+        _destroy_process_group()
     return 0
