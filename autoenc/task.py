@@ -23,6 +23,7 @@ from torch import Tensor
 from torchmetrics.functional.image import structural_similarity_index_measure
 from typing_extensions import override
 
+from autoenc.entropy import bits
 from autoenc.models import AutoencoderBase, get_model_class
 
 SchedulerName = Literal["plateau", "cosine", "none"]
@@ -64,6 +65,18 @@ def build_model(spec: Mapping[str, Any]) -> AutoencoderBase:
     return cls(**dict(spec.get("init_args") or {}))
 
 
+def preprocessing_of(manifest: Mapping[str, Any]) -> dict[str, Any]:
+    """What a codec must repeat to feed a scene to a model trained on this dataset."""
+    scenes = manifest.get("scenes", {}).values()
+    return {
+        "normalisation": dict(manifest["normalisation"]),
+        "units": sorted({str(s.get("units", "unknown")) for s in scenes}),
+        "input_kinds": sorted({str(s.get("input_kind", "unknown")) for s in scenes}),
+        "value_encoding": manifest.get("value_encoding"),
+        "window": manifest.get("window"),
+    }
+
+
 def warmup_cosine(step: int, warmup: int, total: int) -> float:
     """LR factor: linear warm-up over ``warmup`` steps, then cosine decay to 0 at ``total``."""
     if step < warmup:
@@ -73,10 +86,14 @@ def warmup_cosine(step: int, warmup: int, total: int) -> float:
 
 
 class CompressionTask(LightningModule):
-    """Train an autoencoder with ``w_mse·MSE + w_ssim·(1 − SSIM)`` on [0, 1] dB patches.
+    """Train a codec on [0, 1] dB patches: distortion ``D = w_mse·MSE + w_ssim·(1 − SSIM)``.
 
-    Validation/test metrics (PSNR, SSIM, MS-SSIM) are computed on the device by
-    :class:`autoenc.callbacks.ImageMetrics`, from the dict each eval step returns.
+    With ``lmbda`` the objective is rate–distortion, ``λ·D + R`` (R in bits per pixel from the
+    likelihoods). Without it the transforms minimise ``D`` alone and the entropy model is
+    fitted on detached latents, so every variant can still write real files. Both add the
+    entropy models' auxiliary loss. Validation/test metrics (PSNR, SSIM, MS-SSIM) are computed
+    on the device by :class:`autoenc.callbacks.ImageMetrics`, from the dict each eval step
+    returns; the test also codes every batch for real (``test/bpp_real``).
     """
 
     def __init__(
@@ -93,6 +110,8 @@ class CompressionTask(LightningModule):
         max_nonfinite_steps: int = 10,
         channels_last: bool = False,
         compile: bool = False,
+        lmbda: float | None = None,
+        aux_lr: float = 1e-3,
     ) -> None:
         """Wrap ``model``.
 
@@ -114,6 +133,9 @@ class CompressionTask(LightningModule):
             compile: compile the network with ``torch.compile`` (in place, so checkpoint keys stay
                 the same). Off by default: on an H200 it gave no speed-up for these variants
                 (benchmarks/results/gpu-2026-11-26-h200-compile.json) and costs a minute first.
+            lmbda: rate–distortion trade-off λ of ``λ·D + R``; ``None`` trains without a rate
+                term (the entropy model is then fitted on detached latents).
+            aux_lr: learning rate of the entropy models' quantiles (their own parameter group).
         """
         super().__init__()
         if isinstance(model, Mapping):
@@ -122,6 +144,8 @@ class CompressionTask(LightningModule):
             raise TypeError(f"model must be an autoenc AutoencoderBase, got {type(model).__name__}")
         if w_mse < 0 or w_ssim < 0 or w_mse + w_ssim == 0:
             raise ValueError(f"loss weights must be >= 0 and not both 0, got {w_mse=}, {w_ssim=}")
+        if lmbda is not None and not lmbda > 0:
+            raise ValueError(f"lmbda must be > 0 (or null for no rate term), got {lmbda!r}")
         if max_nonfinite_steps < 1:
             raise ValueError(f"max_nonfinite_steps must be >= 1, got {max_nonfinite_steps}")
         self.save_hyperparameters(ignore=["model"])
@@ -143,6 +167,9 @@ class CompressionTask(LightningModule):
             self.model.compile()  # nn.Module.compile: in place, state_dict keys unchanged
         self.nonfinite_consecutive = 0
         self.nonfinite_total = 0
+        self.lmbda = lmbda
+        self.aux_lr = aux_lr
+        self.preprocessing: dict[str, Any] | None = None
 
     @property
     def downsampling_factor(self) -> int:
@@ -150,10 +177,19 @@ class CompressionTask(LightningModule):
         return self.model.downsampling_factor
 
     @override
-    def forward(self, x: Tensor) -> dict[str, Tensor]:
+    def forward(self, x: Tensor) -> dict[str, Any]:
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        return self.model(x)
+        return self.model(x, detach_rate=self.lmbda is None)
+
+    @staticmethod
+    def bpp(out: Mapping[str, Any], x: Tensor) -> Tensor:
+        """Estimated bits per pixel from the likelihoods (fp32)."""
+        return bits(out["likelihoods"]) / float(x.shape[0] * x.shape[-2] * x.shape[-1])
+
+    def objective(self, distortion: Tensor, bpp: Tensor) -> Tensor:
+        """``λ·D + R``, or ``D + R`` where R reaches only the (detached) entropy model."""
+        return distortion * self.lmbda + bpp if self.lmbda is not None else distortion + bpp
 
     def loss(self, x_hat: Tensor, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Return ``(loss, mse, ssim)``, all computed in fp32."""
@@ -166,7 +202,10 @@ class CompressionTask(LightningModule):
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor | None:
         x = batch["image"]
         out = self(x)
-        loss, mse, ssim = self.loss(out["x_hat"], x)
+        distortion, mse, ssim = self.loss(out["x_hat"], x)
+        bpp = self.bpp(out, x)
+        aux = self.model.aux_loss()
+        loss = self.objective(distortion, bpp) + aux
         # Every DDP rank must skip together, or the gradient all-reduce would hang.
         finite = self.trainer.strategy.reduce_boolean_decision(bool(torch.isfinite(loss)))
         if not finite:
@@ -187,7 +226,16 @@ class CompressionTask(LightningModule):
         self.log("train/loss", loss, prog_bar=True, batch_size=n)
         self.log("train/mse", mse, batch_size=n)
         self.log("train/ssim", ssim, batch_size=n)
+        self.log("train/distortion", distortion, batch_size=n)
+        self.log("train/bpp", bpp, prog_bar=True, batch_size=n)
+        self.log("train/aux_loss", aux, batch_size=n)
         return loss
+
+    @override
+    def on_fit_start(self) -> None:
+        manifest = getattr(getattr(self.trainer, "datamodule", None), "manifest", None)
+        if manifest:
+            self.preprocessing = preprocessing_of(manifest)
 
     @override
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -195,21 +243,47 @@ class CompressionTask(LightningModule):
             "consecutive": self.nonfinite_consecutive,
             "total": self.nonfinite_total,
         }
+        # Coding tables travel in the checkpoint: encoder and decoder must use identical ones.
+        self.model.update(force=True)
+        state = checkpoint.get("state_dict", {})
+        for name, buf in self.named_buffers():
+            if name in state:
+                state[name] = buf.detach().clone()
+        if self.preprocessing is not None:
+            checkpoint["autoenc_preprocessing"] = self.preprocessing
 
     @override
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         counts = checkpoint.get("autoenc_nonfinite", {})
         self.nonfinite_consecutive = int(counts.get("consecutive", 0))
         self.nonfinite_total = int(counts.get("total", 0))
+        self.preprocessing = checkpoint.get("autoenc_preprocessing")
+        # Table buffers are empty in a fresh module: size them to the saved ones before loading.
+        own = dict(self.named_buffers())
+        for name, saved in checkpoint.get("state_dict", {}).items():
+            if name in own and own[name].shape != saved.shape:
+                own[name].resize_(saved.shape)
 
     def _eval_step(self, batch: dict[str, Any], stage: str) -> dict[str, Tensor]:
         x = batch["image"]
         out = self(x)
-        loss, _, _ = self.loss(out["x_hat"], x)
-        self.log(
-            f"{stage}/loss", loss, prog_bar=stage == "val", sync_dist=True, batch_size=x.shape[0]
-        )
+        distortion, _, _ = self.loss(out["x_hat"], x)
+        bpp = self.bpp(out, x)
+        n = x.shape[0]
+        loss = self.objective(distortion, bpp) if self.lmbda is not None else distortion
+        self.log(f"{stage}/loss", loss, prog_bar=stage == "val", sync_dist=True, batch_size=n)
+        self.log(f"{stage}/bpp", bpp, prog_bar=stage == "val", sync_dist=True, batch_size=n)
+        if stage == "test":
+            strings = self.model.compress(x)["strings"]
+            nbytes = sum(len(s) for group in strings for s in group)
+            real = torch.tensor(8.0 * nbytes / (n * x.shape[-2] * x.shape[-1]), device=x.device)
+            self.log("test/bpp_real", real, sync_dist=True, batch_size=n)
+            self.log("test/bpp_gap", real - bpp, sync_dist=True, batch_size=n)
         return {"x_hat": out["x_hat"].detach(), "x": x, "y": out["y"].detach()}
+
+    @override
+    def on_test_start(self) -> None:
+        self.model.update(force=True)
 
     @override
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Tensor]:
@@ -225,10 +299,31 @@ class CompressionTask(LightningModule):
         return {"x_hat": out["x_hat"], "y": out["y"], "index": batch["index"]}
 
     @override
+    def configure_gradient_clipping(
+        self,
+        optimizer: torch.optim.Optimizer,
+        gradient_clip_val: float | None = None,
+        gradient_clip_algorithm: str | None = None,
+    ) -> None:
+        """Clip the transforms' gradients only; the entropy models' are left alone."""
+        if not gradient_clip_val:
+            return
+        params = [p for p in self.model.network_parameters() if p.grad is not None]
+        if gradient_clip_algorithm == "value":
+            torch.nn.utils.clip_grad_value_(params, gradient_clip_val)
+        else:
+            torch.nn.utils.clip_grad_norm_(params, gradient_clip_val)
+
+    @override
     def configure_optimizers(self) -> OptimizerLRSchedulerConfig:
-        optimizer = torch.optim.AdamW(
-            self.model.parameters(), lr=self.lr, weight_decay=self.weight_decay
-        )
+        m = self.model
+        groups: list[dict[str, Any]] = [
+            {"params": m.network_parameters(), "name": "network"},
+            {"params": m.entropy_parameters(), "weight_decay": 0.0, "name": "entropy"},
+            {"params": m.aux_parameters(), "lr": self.aux_lr, "weight_decay": 0.0,
+             "name": "quantiles"},
+        ]  # fmt: skip
+        optimizer = torch.optim.AdamW(groups, lr=self.lr, weight_decay=self.weight_decay)
         scheduler: Any
         if self.scheduler == "plateau":
             scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(

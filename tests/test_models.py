@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch import nn
 
+from autoenc.entropy import bits
 from autoenc.layers.attention import CBAM
 from autoenc.models import (
     MODELS,
@@ -35,7 +36,13 @@ def small_model(name: str, **overrides: Any) -> AutoencoderBase:
 
 def test_all_variants_registered() -> None:
     assert list_models() == sorted(
-        ["PlainAutoencoder", "ResNetAutoencoder", "ResidualAutoencoder", "AttentionAutoencoder"]
+        [
+            "PlainAutoencoder",
+            "ResNetAutoencoder",
+            "ResidualAutoencoder",
+            "AttentionAutoencoder",
+            "HyperpriorAutoencoder",
+        ]
     )
 
 
@@ -58,6 +65,7 @@ def test_backward_gives_finite_grads(name: str) -> None:
     model = small_model(name)
     out = model(torch.rand(2, 1, 32, 32))
     loss = nn.functional.mse_loss(out["x_hat"], torch.rand(2, 1, 32, 32))
+    loss = loss + bits(out["likelihoods"]) / 2048 + model.aux_loss()  # rate + aux reach the rest
     loss.backward()
     for pname, param in model.named_parameters():
         assert param.grad is not None, pname
@@ -172,7 +180,7 @@ def test_other_bad_ints(name: str, kwargs: dict[str, int]) -> None:
 
 def test_plain_matches_predecessor_parameter_count() -> None:
     model = PlainAutoencoder(latent_channels=16, base_channels=64)
-    assert sum(p.numel() for p in model.parameters()) == 2_257_809
+    assert sum(p.numel() for p in model.network_parameters()) == 2_257_809
 
 
 @pytest.mark.parametrize(
@@ -185,7 +193,7 @@ def test_plain_matches_predecessor_parameter_count() -> None:
 )
 def test_default_parameter_counts(name: str, expected: int) -> None:
     model = get_model_class(name)()
-    assert sum(p.numel() for p in model.parameters()) == expected
+    assert sum(p.numel() for p in model.network_parameters()) == expected
 
 
 def test_latent_is_unbounded() -> None:

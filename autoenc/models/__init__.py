@@ -5,7 +5,8 @@
 from __future__ import annotations
 
 from autoenc.models.attention import AttentionAutoencoder
-from autoenc.models.base import AutoencoderBase
+from autoenc.models.base import AutoencoderBase, DeviceMismatchError
+from autoenc.models.hyperprior import HyperpriorAutoencoder
 from autoenc.models.plain import PlainAutoencoder
 from autoenc.models.registry import (
     MODELS,
@@ -21,6 +22,8 @@ __all__ = [
     "MODELS",
     "AttentionAutoencoder",
     "AutoencoderBase",
+    "DeviceMismatchError",
+    "HyperpriorAutoencoder",
     "PlainAutoencoder",
     "ResNetAutoencoder",
     "ResidualAutoencoder",

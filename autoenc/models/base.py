@@ -1,12 +1,31 @@
 # Copyright (c) autoenc developers.
 # Licensed under the MIT License.
-"""Common encode/decode interface, input checks and weight init for all variants."""
+"""Common interface of all variants: transforms, entropy model, coding, input checks, init.
+
+The contract follows CompressAI: ``forward(x)`` returns ``{"x_hat", "y", "likelihoods"}``,
+``compress(x)`` returns ``{"strings", "shape"}`` and ``decompress(strings, shape)`` returns
+``{"x_hat"}``. Between them sit ``encode``/``decode`` (the transforms ``g_a``/``g_s``) and
+``compress_latent``/``decompress_latent`` (entropy coding of ``y``), which the whole-scene codec
+calls separately so it can tile the transforms and still code every latent element once.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from typing import Any
 
+import torch
 from torch import Tensor, nn
+
+from autoenc.entropy import EntropyBottleneck, EntropyModel, GaussianConditional
+
+
+class DeviceMismatchError(ValueError):
+    """The decoder computed different entropy-model parameters than the encoder did.
+
+    Float results of the hyper-synthesis can differ between devices (GPU vs CPU); decoding
+    with other scale tables would produce garbage, so it is refused instead.
+    """
 
 
 def check_positive_int(name: str, value: object) -> int:
@@ -32,6 +51,8 @@ class AutoencoderBase(nn.Module):
         super().__init__()
         self.latent_channels = check_positive_int("latent_channels", latent_channels)
         self._config: dict[str, Any] = {"latent_channels": latent_channels}
+        # The learned factorized prior of y (of z for the hyperprior, which overrides this).
+        self.entropy_bottleneck = EntropyBottleneck(self.latent_channels)
 
     @property
     def config(self) -> dict[str, Any]:
@@ -66,11 +87,86 @@ class AutoencoderBase(nn.Module):
         # (B, C, H/16, W/16) -> (B, 1, H, W)
         return self.g_s(y)
 
-    def forward(self, x: Tensor) -> dict[str, Tensor]:
-        """Encode then decode; returns the reconstruction and the latent."""
+    def forward(self, x: Tensor, detach_rate: bool = False) -> dict[str, Any]:
+        """Encode, quantise (noise in training, rounding in eval), decode.
+
+        Args:
+            x: (B, 1, H, W) in [0, 1].
+            detach_rate: fit the entropy model on ``y.detach()`` so no rate gradient reaches
+                the transforms (variants trained without a rate term).
+
+        Returns:
+            ``{"x_hat", "y", "likelihoods": {"y": ...}}``; likelihoods are float32.
+        """
         y = self.encode(x)
-        x_hat = self.decode(y)
-        return {"x_hat": x_hat, "y": y}
+        y_hat, likelihoods = self.entropy_bottleneck(y.detach() if detach_rate else y)
+        if detach_rate and self.training:
+            # Same noise, but the transforms get their gradient through y itself.
+            y_hat = y + (y_hat - y).detach()
+        x_hat = self.decode(y_hat.to(y.dtype))
+        return {"x_hat": x_hat, "y": y, "likelihoods": {"y": likelihoods}}
+
+    # ---- entropy coding -------------------------------------------------------------------
+
+    def entropy_models(self) -> Iterator[EntropyModel]:
+        """The modules whose tables :meth:`update` builds."""
+        yield self.entropy_bottleneck
+
+    def aux_parameters(self) -> list[nn.Parameter]:
+        """Parameters trained only by :meth:`aux_loss` (their own optimizer group)."""
+        return [
+            p
+            for m in self.entropy_models()
+            if isinstance(m, EntropyBottleneck)
+            for p in m.aux_parameters()
+        ]
+
+    def entropy_parameters(self) -> list[nn.Parameter]:
+        """Density parameters of the entropy models (no weight decay, no clipping)."""
+        aux = {id(p) for p in self.aux_parameters()}
+        return [p for m in self.entropy_models() for p in m.parameters() if id(p) not in aux]
+
+    def network_parameters(self) -> list[nn.Parameter]:
+        """The transforms' parameters: the only ones gradient clipping touches."""
+        skip = {id(p) for m in self.entropy_models() for p in m.parameters()}
+        return [p for p in self.parameters() if id(p) not in skip]
+
+    def aux_loss(self) -> Tensor:
+        """Sum of the entropy models' auxiliary (quantile) losses."""
+        losses = [m.loss() for m in self.entropy_models() if isinstance(m, EntropyBottleneck)]
+        return torch.stack(losses).sum()
+
+    def update(self, force: bool = False) -> bool:
+        """Build the integer coding tables from the learned densities (stored as buffers)."""
+        models = [
+            m
+            for m in self.entropy_models()
+            if isinstance(m, EntropyBottleneck | GaussianConditional)
+        ]
+        return any([m.update(force=force) for m in models])
+
+    def compress_latent(self, y: Tensor) -> dict[str, Any]:
+        """Entropy-code a latent (B, C, h, w): ``{"strings": [[bytes per item]], "shape"}``."""
+        return {
+            "strings": [self.entropy_bottleneck.compress(y)],
+            "shape": [int(s) for s in y.shape[-2:]],
+        }
+
+    def decompress_latent(self, strings: Sequence[Sequence[bytes]], shape: Sequence[int]) -> Tensor:
+        """Inverse of :meth:`compress_latent`: the rounded latent ``y_hat`` (float32)."""
+        return self.entropy_bottleneck.decompress(strings[0], shape)
+
+    def compress(self, x: Tensor) -> dict[str, Any]:
+        """Image (B, 1, H, W) -> ``{"strings", "shape"}`` (real bytes)."""
+        return self.compress_latent(self.encode(x))
+
+    def decompress(
+        self, strings: Sequence[Sequence[bytes]], shape: Sequence[int]
+    ) -> dict[str, Any]:
+        """Bytes -> ``{"x_hat"}``; equals ``forward`` in eval mode up to float error."""
+        y_hat = self.decompress_latent(strings, shape)
+        param = next(self.parameters())
+        return {"x_hat": self.decode(y_hat.to(device=param.device, dtype=param.dtype))}
 
     def init_weights(self, negative_slope: float = 0.0) -> None:
         """Kaiming-normal (fan_out) init for convs and linears, zero biases, identity norms.

@@ -17,11 +17,12 @@ def _count(module: nn.Module) -> int:
 
 
 def variants_table(latent_channels: int = 16) -> str:
-    """Markdown table: variant, what it is, parameters (encoder / decoder), latent of 256²."""
+    """Markdown table: variant, what it is, parameters (transforms, encoder / decoder, entropy
+    model), latent of 256²."""
     rows = [
-        "| variant (`class_path: autoenc.models.…`) | what it is | parameters | g_a / g_s "
-        "| latent of a 256² patch |",
-        "|---|---|---:|---:|---|",
+        "| variant (`class_path: autoenc.models.…`) | what it is | transform parameters "
+        "| g_a / g_s | entropy model | latent of a 256² patch |",
+        "|---|---|---:|---:|---:|---|",
     ]
     for name in list_models():
         cls = MODELS[name]
@@ -29,8 +30,10 @@ def variants_table(latent_channels: int = 16) -> str:
         doc = (sys.modules[cls.__module__].__doc__ or "").strip().splitlines()[0]
         side = 256 // model.downsampling_factor
         rows.append(
-            f"| `{name}` | {doc} | {_count(model):,} | {_count(model.g_a):,} / "
-            f"{_count(model.g_s):,} | {side}×{side}×{latent_channels} |"
+            f"| `{name}` | {doc} | {sum(p.numel() for p in model.network_parameters()):,} "
+            f"| {_count(model.g_a):,} / {_count(model.g_s):,} "
+            f"| {sum(p.numel() for m in model.entropy_models() for p in m.parameters()):,} "
+            f"| {side}×{side}×{latent_channels} |"
         )
     return "\n".join(rows) + "\n"
 
