@@ -30,6 +30,18 @@ def _prepare(argv: list[str]) -> int:
     return prepare_main(argv)
 
 
+def _compress(argv: list[str]) -> int:
+    from autoenc.codec.cli import compress_main
+
+    return compress_main(argv)
+
+
+def _decompress(argv: list[str]) -> int:
+    from autoenc.codec.cli import decompress_main
+
+    return decompress_main(argv)
+
+
 def _variants(argv: list[str]) -> int:
     from autoenc.models.table import variants_main
 
@@ -40,6 +52,8 @@ def _variants(argv: list[str]) -> int:
 COMMANDS: dict[str, tuple[Callable[[list[str]], int], str]] = {
     "prepare": (_prepare, "turn Sentinel-1 GeoTIFF scenes into a scene-split patch dataset"),
     "synth": (_synth, "generate the synthetic Sentinel-1-like scenes or patch dataset"),
+    "compress": (_compress, "compress GeoTIFF scenes into .aec files with a trained model"),
+    "decompress": (_decompress, "decompress .aec files back into GeoTIFFs"),
     "variants": (_variants, "print the table of registered model variants"),
 }
 

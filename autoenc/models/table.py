@@ -17,8 +17,7 @@ def _count(module: nn.Module) -> int:
 
 
 def variants_table(latent_channels: int = 16) -> str:
-    """Markdown table: variant, what it is, parameters (transforms, encoder / decoder, entropy
-    model), latent of 256²."""
+    """Markdown table of the variants: description, parameter counts, latent of 256²."""
     rows = [
         "| variant (`class_path: autoenc.models.…`) | what it is | transform parameters "
         "| g_a / g_s | entropy model | latent of a 256² patch |",

@@ -1,0 +1,179 @@
+# Copyright (c) autoenc developers.
+# Licensed under the MIT License.
+"""``autoenc compress`` and ``autoenc decompress``: argument parsing, progress, exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+#: Exit codes (documented in the README).
+EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT, EXIT_MODEL, EXIT_CORRUPT, EXIT_OOM, EXIT_DEVICE = range(7)
+
+EXIT_HELP = """\
+exit codes: 0 ok; 1 internal error; 2 bad input or options; 3 model problem (checkpoint
+missing, unsafe, without preprocessing parameters, or not the encoder's model); 4 corrupt or
+truncated .aec file; 5 out of memory; 6 file encoded on another kind of device (re-encode
+with --device cpu for portable files).
+"""
+
+
+def _device(name: str) -> str:
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda asked for, but no CUDA device is available")
+    return name
+
+
+def _run(func: Callable[[], None], quiet: bool) -> int:
+    """Run a command body and map every failure to its exit code and a one-line message."""
+    from autoenc.codec.container import CorruptStreamError
+    from autoenc.codec.model_io import ModelError
+    from autoenc.geotiff import SceneError
+    from autoenc.models import DeviceMismatchError
+
+    try:
+        func()
+    except CorruptStreamError as e:
+        return _fail(f"corrupt file: {e}", EXIT_CORRUPT)
+    except DeviceMismatchError as e:
+        return _fail(f"{e}; encode with --device cpu for files any machine can decode", EXIT_DEVICE)
+    except ModelError as e:
+        return _fail(str(e), EXIT_MODEL)
+    except MemoryError:
+        return _fail("out of memory: use a smaller --tile or --batch-size", EXIT_OOM)
+    except (SceneError, ValueError, FileNotFoundError, IsADirectoryError, PermissionError) as e:
+        return _fail(str(e), EXIT_BAD_INPUT)
+    except RuntimeError as e:
+        if "out of memory" in str(e).lower():
+            return _fail(f"out of memory ({e}); use a smaller --tile or --batch-size", EXIT_OOM)
+        if os.environ.get("AUTOENC_DEBUG"):
+            raise
+        return _fail(f"internal error: {e}", EXIT_INTERNAL)
+    return EXIT_OK
+
+
+def _fail(message: str, code: int) -> int:
+    if os.environ.get("AUTOENC_DEBUG"):
+        traceback.print_exc()
+    sys.stderr.write(f"autoenc: error: {message}\n")
+    return code
+
+
+def _bar(total: int, label: str, quiet: bool) -> Any:
+    if quiet:
+        return None
+    from rich.console import Console
+    from rich.progress import Progress
+
+    p = Progress(console=Console(stderr=True), transient=True)
+    p.start()
+    p.add_task(label, total=total)
+    return p
+
+
+def _outputs(inputs: list[Path], out: Path, suffix: str) -> list[Path]:
+    if len(inputs) == 1 and not out.is_dir():
+        return [out]
+    if not out.is_dir():
+        raise ValueError(f"-o {out}: with several inputs it must be an existing folder")
+    return [out / (p.stem + suffix) for p in inputs]
+
+
+def compress_main(argv: list[str] | None = None) -> int:
+    """Entry point of ``autoenc compress``."""
+    p = argparse.ArgumentParser(
+        prog="autoenc compress", description="Compress GeoTIFF scenes into .aec files.",
+        epilog=EXIT_HELP, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
+    p.add_argument("inputs", nargs="+", type=Path, help="GeoTIFF scene(s)")
+    p.add_argument("-o", "--output", type=Path, required=True, help=".aec file, or a folder")
+    p.add_argument("--ckpt", type=Path, required=True, help="model checkpoint (autoenc fit)")
+    p.add_argument("--tile", type=int, default=512, help="tile core side in px (default 512)")
+    p.add_argument("--halo", type=int, default=None, help="input halo px (default: probed)")
+    p.add_argument("--latent-halo", type=int, default=None, help="decoder halo in latent px")
+    p.add_argument("--batch-size", type=int, default=4, help="tiles per network call")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument("--band", default=None, help="band index or description (multi-band files)")
+    p.add_argument("--input-kind", default="auto", choices=("auto", "amplitude", "intensity", "db"))
+    p.add_argument("--calibration", default="auto", help="as for autoenc prepare")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    args = p.parse_args(argv)
+
+    def body() -> None:
+        from autoenc.codec.model_io import load_codec
+        from autoenc.codec.scene import compress_scene
+
+        outs = _outputs(args.inputs, args.output, ".aec")
+        codec = load_codec(args.ckpt, _device(args.device))
+        for src, dst in zip(args.inputs, outs, strict=True):
+            bar = _bar(1, f"compress {src.name}", args.quiet)
+            try:
+                stats = compress_scene(
+                    src, dst, codec, tile=args.tile, halo=args.halo, latent_halo=args.latent_halo,
+                    batch_size=args.batch_size, band=args.band, input_kind=args.input_kind,
+                    calibration=args.calibration,
+                )  # fmt: skip
+            finally:
+                if bar is not None:
+                    bar.stop()
+            if not args.quiet:
+                sys.stderr.write(
+                    f"{src} -> {dst}: {stats.file_bytes:,} bytes, {stats.bpp:.4f} bpp, "
+                    f"{stats.mpix_per_s:.2f} MPix/s; clipped {stats.clipped_low:,} low / "
+                    f"{stats.clipped_high:,} high; {stats.invalid:,} invalid px kept exactly\n"
+                )
+
+    return _run(body, args.quiet)
+
+
+def decompress_main(argv: list[str] | None = None) -> int:
+    """Entry point of ``autoenc decompress``."""
+    p = argparse.ArgumentParser(
+        prog="autoenc decompress", description="Decompress .aec files into GeoTIFFs.",
+        epilog=EXIT_HELP, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
+    p.add_argument("inputs", nargs="+", type=Path, help=".aec file(s)")
+    p.add_argument("-o", "--output", type=Path, required=True, help="GeoTIFF, or a folder")
+    p.add_argument("--ckpt", type=Path, default=None,
+                   help="model checkpoint (default: the file name recorded at compression, "
+                   "next to the .aec)")  # fmt: skip
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="cpu",
+                   help="default cpu: decodes files from any device the same way")  # fmt: skip
+    p.add_argument("--quiet", action="store_true", help="no summary")
+    args = p.parse_args(argv)
+
+    def body() -> None:
+        from autoenc.codec.model_io import LoadedCodec, ModelError, load_codec
+        from autoenc.codec.scene import decompress_scene
+
+        outs = _outputs(args.inputs, args.output, ".tif")
+        cache: dict[Path, LoadedCodec] = {}
+        for src, dst in zip(args.inputs, outs, strict=True):
+            if not src.is_file():
+                raise FileNotFoundError(f"no such file: {src}")
+
+            def load(header: dict[str, Any], src: Path = src) -> LoadedCodec:
+                path = args.ckpt or src.parent / str(header["model"].get("checkpoint", ""))
+                if not path.is_file():
+                    raise ModelError(f"checkpoint {path} not found; pass --ckpt")
+                if path not in cache:
+                    cache[path] = load_codec(path, _device(args.device))
+                return cache[path]
+
+            stats = decompress_scene(src, dst, load)
+            if not args.quiet:
+                sys.stderr.write(
+                    f"{src} -> {dst}: {stats.height}x{stats.width}, {stats.bpp:.4f} bpp, "
+                    f"{stats.mpix_per_s:.2f} MPix/s\n"
+                )
+
+    return _run(body, args.quiet)

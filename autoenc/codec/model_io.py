@@ -1,0 +1,108 @@
+# Copyright (c) autoenc developers.
+# Licensed under the MIT License.
+"""Load a trained codec from a Lightning checkpoint safely, and fingerprint its weights.
+
+Checkpoints are read with ``torch.load(weights_only=True)``: a file from elsewhere can hold
+only tensors and plain containers, never code to run. The model is rebuilt from the
+``{"class_path", "init_args"}`` spec the task stores, restricted to autoenc's own variants.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from autoenc.models import AutoencoderBase
+from autoenc.task import build_model
+
+
+class ModelError(ValueError):
+    """A checkpoint that cannot serve as a codec (the message says why and names the file)."""
+
+
+@dataclass
+class LoadedCodec:
+    """A model ready for coding, with what the codec needs to know about it."""
+
+    model: AutoencoderBase
+    spec: dict[str, Any]
+    preprocessing: dict[str, Any]
+    weights_sha256: str
+    path: Path
+
+
+def weights_sha256(state: dict[str, torch.Tensor]) -> str:
+    """SHA-256 over every tensor's name, dtype, shape and bytes, in name order (tables too)."""
+    h = hashlib.sha256()
+    for name in sorted(state):
+        t = state[name].detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def load_codec(path: str | Path, device: str | torch.device = "cpu") -> LoadedCodec:
+    """Rebuild the model of a training checkpoint, in eval mode on ``device``.
+
+    Raises:
+        ModelError: unreadable or unsafe file, not an autoenc checkpoint, missing coding tables
+            or missing preprocessing parameters.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"checkpoint not found: {path}")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ModelError(
+            f"refusing checkpoint {path}: it cannot be loaded as weights only ({first})"
+        ) from None
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
+        raise ModelError(f"{path} is not a Lightning checkpoint (no state_dict)")
+    spec = (ckpt.get("hyper_parameters") or {}).get("model")
+    if not isinstance(spec, dict) or "class_path" not in spec:
+        raise ModelError(f"{path} does not record its model (hyper_parameters.model)")
+    if not str(spec["class_path"]).startswith("autoenc.models."):
+        raise ModelError(f"{path}: model class {spec['class_path']!r} is not an autoenc variant")
+    try:
+        model = build_model(spec)
+    except (TypeError, ValueError) as e:
+        raise ModelError(f"{path}: cannot rebuild model {spec['class_path']}: {e}") from None
+    state = {k[6:]: v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
+    own = dict(model.named_buffers())
+    for name, saved in state.items():
+        if name in own and own[name].shape != saved.shape:
+            own[name].resize_(saved.shape)  # coding tables are sized by update()
+    entropy = {n for n, _ in model.named_parameters()} | {n for n, _ in model.named_buffers()}
+    entropy = {n for n in entropy if n.startswith(("entropy_bottleneck.", "gaussian_conditional."))}
+    if entropy and not entropy & set(state):
+        raise ModelError(
+            f"{path} predates autoenc's entropy models (no entropy_bottleneck weights), so it "
+            "cannot write real files; train it again with the current version"
+        )
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()
+        raise ModelError(
+            f"{path}: weights do not fit {spec['class_path']}: {' '.join(first[:2])}"
+        ) from None
+    if not all(m.has_tables for m in model.entropy_models()):
+        raise ModelError(
+            f"{path} carries no entropy coding tables; it predates autoenc's codec. Re-save it "
+            "with the current version (e.g. a short `autoenc fit --ckpt_path` resume)"
+        )
+    pre = ckpt.get("autoenc_preprocessing")
+    if not isinstance(pre, dict) or "normalisation" not in pre:
+        raise ModelError(
+            f"{path} lacks the preprocessing parameters (dB window, noise floor) it was trained "
+            "with; only checkpoints written by `autoenc fit` on a prepared dataset carry them"
+        )
+    model.eval().to(device)
+    return LoadedCodec(model, dict(spec), pre, weights_sha256(state), path)
