@@ -89,9 +89,9 @@ def load_codec(path: str | Path, device: str | torch.device = "cpu") -> LoadedCo
     try:
         model.load_state_dict(state)
     except RuntimeError as e:
-        first = str(e).strip().splitlines()
+        lines = str(e).strip().splitlines()
         raise ModelError(
-            f"{path}: weights do not fit {spec['class_path']}: {' '.join(first[:2])}"
+            f"{path}: weights do not fit {spec['class_path']}: {' '.join(lines[:2])}"
         ) from None
     if not all(m.has_tables for m in model.entropy_models()):
         raise ModelError(

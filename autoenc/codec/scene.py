@@ -169,46 +169,20 @@ def compress_scene(
         with ContainerWriter(dst, header) as out, torch.inference_mode():
             for r in range(rows):
                 pending: dict[tuple[int, int], list[tuple[int, NDArray[np.float32]]]] = {}
+                coded: dict[int, bytes] = {}  # TILE payloads of this row, written in column order
                 for c in range(cols):
                     win, _ = grid.encode_window(r, c)
-                    raw = _window_array(reader.read, win.y, win.x, win.h, win.w, h, w)
-                    fr = np.pad(
-                        first[win.y : min(win.y + win.h, h)],
-                        (0, max(0, win.y + win.h - h)),
-                        mode="edge",
+                    unit = _encode_input(
+                        reader, conv, grid, r, c, first, last, (lo, hi), stats, out
                     )
-                    la = np.pad(
-                        last[win.y : min(win.y + win.h, h)],
-                        (0, max(0, win.y + win.h - h)),
-                        mode="edge",
-                    )
-                    valid = conv.reasons(raw, fr, la, win.x) == VALID
-                    db = conv.to_db(raw, win.y, win.x)
-                    unit = _units(db, lo, hi)
-                    unit[~valid] = FILL_UNIT
-                    pending.setdefault((win.h, win.w), []).append((c, unit))
-                    core = grid.core(r, c)
-                    ys, xs = core.y - win.y, core.x - win.x
-                    ch, cw = min(core.h, h - core.y), min(core.w, w - core.x)
-                    if ch > 0 and cw > 0:
-                        v = valid[ys : ys + ch, xs : xs + cw]
-                        d = db[ys : ys + ch, xs : xs + cw][v]
-                        stats.clipped_low += int((d < lo).sum())
-                        stats.clipped_high += int((d > hi).sum())
-                        stats.invalid += int((~v).sum())
-                        out.add_chunk(b"MASK", pack_mask(r, c, v, raw[ys : ys + ch, xs : xs + cw]))
+                    group = pending.setdefault((win.h, win.w), [])
+                    group.append((c, unit))
+                    if len(group) == batch_size:  # bounded memory: encode full batches at once
+                        coded.update(_encode_batch(model, grid, r, pending.pop((win.h, win.w))))
                 for group in pending.values():
-                    for i in range(0, len(group), batch_size):
-                        batch = group[i : i + batch_size]
-                        x = torch.from_numpy(np.stack([u for _, u in batch])[:, None]).to(device)
-                        y = model.encode(x)
-                        for (c, _), yi in zip(batch, y, strict=True):
-                            _, crop = grid.encode_window(r, c)
-                            core_y = yi[None, :, crop.y : crop.y + crop.h, crop.x : crop.x + crop.w]
-                            coded = model.compress_latent(core_y.float().contiguous())
-                            groups = [g[0] for g in coded["strings"]]
-                            chk = coded.get("checksums", [None])[0]
-                            out.add_chunk(b"TILE", pack_tile(r, c, groups, chk))
+                    coded.update(_encode_batch(model, grid, r, group))
+                for c in range(cols):
+                    out.add_chunk(b"TILE", coded[c])
                 if advance is not None:
                     advance(1)
             stat = {k: v for k, v in asdict(stats).items() if k not in ("source", "output")}
@@ -217,6 +191,59 @@ def compress_scene(
     stats.bpp = stats.file_bytes * 8 / (h * w)
     stats.seconds = time.perf_counter() - t0
     return stats
+
+
+def _encode_input(
+    reader: Any,
+    conv: BlockConverter,
+    grid: TileGrid,
+    r: int,
+    c: int,
+    first: NDArray[np.int64],
+    last: NDArray[np.int64],
+    window: tuple[float, float],
+    stats: CodecStats,
+    out: ContainerWriter,
+) -> NDArray[np.float32]:
+    """Read one tile's input window as network input; store its core's mask (MASK chunk)."""
+    h, w = grid.height, grid.width
+    lo, hi = window
+    win, _ = grid.encode_window(r, c)
+    raw = _window_array(reader.read, win.y, win.x, win.h, win.w, h, w)
+    beyond = (0, max(0, win.y + win.h - h))  # rows past the scene replicate the last one
+    fr = np.pad(first[win.y : min(win.y + win.h, h)], beyond, mode="edge")
+    la = np.pad(last[win.y : min(win.y + win.h, h)], beyond, mode="edge")
+    valid = conv.reasons(raw, fr, la, win.x) == VALID
+    db = conv.to_db(raw, win.y, win.x)
+    unit = _units(db, lo, hi)
+    unit[~valid] = FILL_UNIT
+    core = grid.core(r, c)
+    ys, xs = core.y - win.y, core.x - win.x
+    ch, cw = min(core.h, h - core.y), min(core.w, w - core.x)
+    v = valid[ys : ys + ch, xs : xs + cw]
+    d = db[ys : ys + ch, xs : xs + cw][v]
+    stats.clipped_low += int((d < lo).sum())
+    stats.clipped_high += int((d > hi).sum())
+    stats.invalid += int((~v).sum())
+    out.add_chunk(b"MASK", pack_mask(r, c, v, raw[ys : ys + ch, xs : xs + cw]))
+    return unit
+
+
+def _encode_batch(
+    model: Any, grid: TileGrid, r: int, batch: list[tuple[int, NDArray[np.float32]]]
+) -> dict[int, bytes]:
+    """g_a on same-shape windows (B, 1, h, w), then entropy-code each core latent."""
+    device = next(model.parameters()).device
+    x = torch.from_numpy(np.stack([u for _, u in batch])[:, None]).to(device)
+    y = model.encode(x)
+    out = {}
+    for (c, _), yi in zip(batch, y, strict=True):
+        _, crop = grid.encode_window(r, c)
+        core_y = yi[None, :, crop.y : crop.y + crop.h, crop.x : crop.x + crop.w]
+        coded = model.compress_latent(core_y.float().contiguous())
+        chk = coded.get("checksums", [None])[0]
+        out[c] = pack_tile(r, c, [g[0] for g in coded["strings"]], chk)
+    return out
 
 
 def _from_units(unit: NDArray[np.float32], header: dict[str, Any], y: int, x: int) -> NDArray[Any]:
