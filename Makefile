@@ -13,7 +13,7 @@ TORCH_PIP_ARGS ?=
 STAMP := $(VENV)/.autoenc-installed
 PYTEST_ARGS ?= -n 2
 
-.PHONY: help install demo test lint bench gpu-check clean
+.PHONY: help install demo test lint bench gpu-check gpu-codec-check clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -46,6 +46,9 @@ bench: $(STAMP) ## run the benchmarks (prints measured ratios)
 
 gpu-check: $(STAMP) ## GPU throughput/memory check; writes benchmarks/results/gpu-<date>.json
 	$(PY) benchmarks/gpu_check.py --out benchmarks/results
+
+gpu-codec-check: $(STAMP) ## GPU codec check (10,000² scene, GPU->CPU decode); needs a hyperprior checkpoint
+	$(PY) benchmarks/gpu_codec_check.py --out benchmarks/results
 
 clean: ## remove build outputs, logs and generated data (keeps .venv)
 	rm -rf lightning_logs data/synthetic predictions build dist *.egg-info .pytest_cache
