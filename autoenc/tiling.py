@@ -9,7 +9,8 @@ latent plus a latent-side halo taken from the neighbouring cores and keeps the c
 Windows are clipped at the padded scene's edges, where whole-image processing would zero-pad
 too, and every window starts on a multiple of ``f``, so the strided convolutions line up: with
 halos at least as wide as the receptive fields, tiled output equals whole-image output up to
-float error (variants with global pooling, such as CBAM, differ slightly; see the README).
+float error (variants with global pooling, such as CBAM, differ slightly, and the hyperprior's
+side information is computed per tile; the README gives the measured differences).
 """
 
 from __future__ import annotations

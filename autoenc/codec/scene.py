@@ -67,23 +67,6 @@ class CodecStats:
         return self.height * self.width / 1e6 / max(self.seconds, 1e-9)
 
 
-def _window_array(
-    read: Callable[[int, int, int, int], NDArray[Any]],
-    y: int,
-    x: int,
-    h: int,
-    w: int,
-    height: int,
-    width: int,
-) -> NDArray[Any]:
-    """Read ``[y, y+h) x [x, x+w)``, replicating the last row/column beyond the scene."""
-    hh, ww = min(h, height - y), min(w, width - x)
-    a = read(y, x, hh, ww)
-    if hh < h or ww < w:
-        a = np.pad(a, ((0, h - hh), (0, w - ww)), mode="edge")
-    return a
-
-
 def _units(db: NDArray[np.float32], lo: float, hi: float) -> NDArray[np.float32]:
     return np.clip((db - np.float32(lo)) / np.float32(hi - lo), 0.0, 1.0).astype(np.float32)
 
@@ -209,14 +192,14 @@ def _encode_input(
     h, w = grid.height, grid.width
     lo, hi = window
     win, _ = grid.encode_window(r, c)
-    raw = _window_array(reader.read, win.y, win.x, win.h, win.w, h, w)
-    beyond = (0, max(0, win.y + win.h - h))  # rows past the scene replicate the last one
-    fr = np.pad(first[win.y : min(win.y + win.h, h)], beyond, mode="edge")
-    la = np.pad(last[win.y : min(win.y + win.h, h)], beyond, mode="edge")
-    valid = conv.reasons(raw, fr, la, win.x) == VALID
+    hh, ww = min(win.h, h - win.y), min(win.w, w - win.x)  # the part inside the scene
+    raw = reader.read(win.y, win.x, hh, ww)
+    valid = conv.reasons(raw, first[win.y : win.y + hh], last[win.y : win.y + hh], win.x) == VALID
     db = conv.to_db(raw, win.y, win.x)
     unit = _units(db, lo, hi)
     unit[~valid] = FILL_UNIT
+    if hh < win.h or ww < win.w:  # padding past the scene repeats its last row and column
+        unit = np.pad(unit, ((0, win.h - hh), (0, win.w - ww)), mode="edge")
     core = grid.core(r, c)
     ys, xs = core.y - win.y, core.x - win.x
     ch, cw = min(core.h, h - core.y), min(core.w, w - core.x)
