@@ -13,7 +13,7 @@ TORCH_PIP_ARGS ?=
 STAMP := $(VENV)/.autoenc-installed
 PYTEST_ARGS ?= -n 2
 
-.PHONY: help install demo test lint bench gpu-check gpu-codec-check clean
+.PHONY: help install demo test lint bench codec-demo gpu-check gpu-codec-check clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -39,10 +39,18 @@ lint: $(STAMP) ## ruff (style, docstrings) and mypy over the package
 	$(VENV)/bin/ruff format --check autoenc tests benchmarks
 	$(VENV)/bin/mypy autoenc
 
-bench: $(STAMP) ## run the benchmarks (prints measured ratios)
+CODEC_CKPT ?= lightning_logs/hyperprior_demo/checkpoints/last.ckpt
+
+$(CODEC_CKPT): | $(STAMP)
+	$(VENV)/bin/autoenc fit --config configs/hyperprior.yaml --config configs/hyperprior_demo.yaml
+
+codec-demo: $(CODEC_CKPT) ## train the demo-scale hyperprior codec (once) that bench_codec uses
+
+bench: $(STAMP) $(CODEC_CKPT) ## run the benchmarks (prints measured ratios)
 	$(PY) benchmarks/bench_loading.py
 	$(PY) benchmarks/bench_overhead.py
 	$(PY) benchmarks/bench_prepare.py --float
+	$(PY) benchmarks/bench_codec.py --ckpt $(CODEC_CKPT)
 
 gpu-check: $(STAMP) ## GPU throughput/memory check; writes benchmarks/results/gpu-<date>.json
 	$(PY) benchmarks/gpu_check.py --out benchmarks/results

@@ -34,6 +34,7 @@ class LoadedCodec:
     preprocessing: dict[str, Any]
     weights_sha256: str
     path: Path
+    halos: tuple[int, int] | None = None  # receptive-field probe, cached across scenes
 
 
 def weights_sha256(state: dict[str, torch.Tensor]) -> str:

@@ -110,12 +110,14 @@ def compress_scene(
                 f"{src} holds {info['units']} values but the model was trained on "
                 f"{', '.join(trained)}; pass the matching --calibration"
             )
-        if halo is None or latent_halo is None:
-            probe = receptive_halo(
+        if (halo is None or latent_halo is None) and codec.halos is None:
+            codec.halos = receptive_halo(
                 model.g_a, model.g_s, model.latent_channels, model.downsampling_factor
             )
-            halo = probe[0] if halo is None else halo
-            latent_halo = probe[1] if latent_halo is None else latent_halo
+        if codec.halos is not None:
+            halo = codec.halos[0] if halo is None else halo
+            latent_halo = codec.halos[1] if latent_halo is None else latent_halo
+        assert halo is not None and latent_halo is not None
         h, w = reader.height, reader.width
         grid = TileGrid(h, w, tile, halo, latent_halo, model.downsampling_factor)
         first, last = row_extents(reader)
