@@ -16,7 +16,7 @@ from autoenc.cli import main, run_trainer
 from autoenc.task import CompressionTask, NonFiniteLossError
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-EXPERIMENTS = sorted(p.stem for p in CONFIGS.glob("*.yaml") if p.stem != "demo")
+EXPERIMENTS = sorted(p.stem for p in CONFIGS.glob("*.yaml") if not p.stem.endswith("demo"))
 
 
 def tiny(root: Path, steps: int = 2) -> list[str]:
@@ -51,13 +51,13 @@ def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.mark.parametrize(
     "configs",
-    [(name,) for name in EXPERIMENTS] + [("residual", "demo")],
-    ids=[*EXPERIMENTS, "residual+demo"],
+    [(name,) for name in EXPERIMENTS] + [("residual", "demo"), ("hyperprior", "hyperprior_demo")],
+    ids=[*EXPERIMENTS, "residual+demo", "hyperprior+hyperprior_demo"],
 )
 def test_config_fit_validate_test(configs: tuple[str, ...], tiny_root: Path, in_tmp: Path) -> None:
     cfg = config_args(*configs)
     assert main(["fit", *cfg, *tiny(tiny_root)]) == 0
-    run = "demo" if "demo" in configs else configs[0]
+    run = configs[-1] if configs[-1].endswith("demo") else configs[0]
     ckpt = in_tmp / "lightning_logs" / run / "checkpoints" / "last.ckpt"
     assert ckpt.is_file()
     assert (in_tmp / "lightning_logs" / run / "config.yaml").is_file()
