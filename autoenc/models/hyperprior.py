@@ -95,7 +95,7 @@ class HyperpriorAutoencoder(AutoencoderBase):
         yield self.gaussian_conditional
 
     def _hyper_analysis(self, y: Tensor) -> Tensor:
-        """z = h_a(y) (h_a(|y|) for scale-only), y replicate-padded to a multiple of 4."""
+        """Side latent z = h_a(y) (of |y| if scale-only); y replicate-padded to a multiple of 4."""
         h, w = y.shape[-2:]
         y = F.pad(y, (0, -w % 4, 0, -h % 4), mode="replicate") if (h % 4 or w % 4) else y
         return self.h_a(y if self.mean_scale else torch.abs(y))
