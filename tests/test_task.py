@@ -120,3 +120,41 @@ def test_nonfinite_counts_survive_a_checkpoint() -> None:
     resumed = CompressionTask(model=create_model("PlainAutoencoder", base_channels=4))
     resumed.on_load_checkpoint(checkpoint)
     assert (resumed.nonfinite_consecutive, resumed.nonfinite_total) == (2, 5)
+
+
+def test_parameter_groups_and_clipping_of_the_transforms_only() -> None:
+    task = CompressionTask(
+        model=create_model("HyperpriorAutoencoder", base_channels=4, latent_channels=8),
+        lmbda=10.0,
+        aux_lr=3e-3,
+        scheduler="none",
+    )
+    task.trainer = Trainer(accelerator="cpu", max_steps=1, logger=False)  # type: ignore[misc]
+    optimizer = task.configure_optimizers()["optimizer"]
+    groups = {g["name"]: g for g in optimizer.param_groups}
+    assert set(groups) == {"network", "entropy", "quantiles"}
+    assert groups["quantiles"]["lr"] == 3e-3 and groups["quantiles"]["weight_decay"] == 0.0
+    assert groups["entropy"]["weight_decay"] == 0.0
+    n_all = sum(len(g["params"]) for g in optimizer.param_groups)
+    assert n_all == len(list(task.model.parameters()))  # every parameter in exactly one group
+    for p in task.model.parameters():
+        p.grad = torch.full_like(p, 10.0)
+    task.configure_gradient_clipping(
+        optimizer, gradient_clip_val=1.0, gradient_clip_algorithm="norm"
+    )
+    net = torch.cat([p.grad.flatten() for p in task.model.network_parameters()])
+    assert float(net.norm()) == pytest.approx(1.0, rel=1e-3)  # clip_grad_norm_ adds 1e-6
+    for p in [*task.model.entropy_parameters(), *task.model.aux_parameters()]:
+        assert torch.all(p.grad == 10.0)  # untouched
+
+
+@pytest.mark.parametrize("name", ["ResidualAutoencoder", "HyperpriorAutoencoder"])
+def test_rate_is_fp32_under_bf16_autocast(name: str) -> None:
+    task = CompressionTask(model=create_model(name, base_channels=4, latent_channels=8), lmbda=1.0)
+    x = torch.rand(2, 1, 64, 64)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = task(x)
+        bpp = task.bpp(out, x)
+    assert out["x_hat"].dtype == torch.bfloat16  # the transforms did run in bf16
+    assert all(v.dtype == torch.float32 for v in out["likelihoods"].values())
+    assert bpp.dtype == torch.float32 and torch.isfinite(bpp)
