@@ -22,6 +22,7 @@ import rasterio
 import torch
 from lightning.pytorch import Trainer
 from make_codec_fixtures import CAL_A, SHAPES, make_codec_fixtures
+from oracles import invalid_oracle
 
 from autoenc.cli import main
 from autoenc.codec.model_io import LoadedCodec, load_codec
@@ -146,22 +147,6 @@ def _read(path: Path) -> tuple[np.ndarray, Any]:
             "descriptions": f.descriptions,
             "nodatavals": f.nodatavals,
         }
-
-
-def invalid_oracle(a: np.ndarray, nodata: float | None) -> np.ndarray:
-    """Independent oracle: nodata, non-finite, <= 0 and each row's leading/trailing zeros."""
-    x = a.astype(np.float64)
-    bad = ~np.isfinite(x) | (x <= 0)
-    if nodata is not None:
-        bad |= x == nodata
-    for r in range(x.shape[0]):
-        nz = np.flatnonzero(x[r] != 0)
-        if nz.size == 0:
-            bad[r] = True
-        else:
-            bad[r, : nz[0]] = True
-            bad[r, nz[-1] + 1 :] = True
-    return bad
 
 
 def to_unit(a: np.ndarray, kind: str, window: tuple[float, float] = (-25.0, 5.0)) -> np.ndarray:

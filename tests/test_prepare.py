@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import rasterio
 from make_geotiffs import H, W, calibration_a, make_geotiffs
+from oracles import invalid_oracle
 
 from autoenc.cli import main
 from autoenc.data import patchify
@@ -37,23 +38,9 @@ def run(inputs: list[Path], out: Path, **kw: Any) -> dict[str, Any]:
 
 
 def expected_invalid(path: Path, band: int = 1, kind: str = "intensity") -> np.ndarray:
-    """Independent oracle: nodata, non-finite, <= 0 (linear kinds) and row-end zero runs."""
+    """Invalid pixels of a file by the independent oracle."""
     with rasterio.open(path) as f:
-        a = f.read(band).astype(np.float64)
-        nodata = f.nodata
-    bad = ~np.isfinite(a)
-    if nodata is not None:
-        bad |= a == nodata
-    if kind != "db":
-        bad |= a <= 0
-    for r in range(a.shape[0]):
-        nz = np.flatnonzero(a[r] != 0)
-        if nz.size == 0:
-            bad[r] = True
-        else:
-            bad[r, : nz[0]] = True
-            bad[r, nz[-1] + 1 :] = True
-    return bad
+        return invalid_oracle(f.read(band), f.nodata, linear=kind != "db")
 
 
 def patches_of(root: Path) -> list[tuple[str, list[int], np.ndarray, np.ndarray]]:
