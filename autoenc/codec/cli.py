@@ -68,7 +68,8 @@ def _fail(message: str, code: int) -> int:
     return code
 
 
-def _bar(total: int, label: str, quiet: bool) -> Any:
+def _bar(label: str, quiet: bool) -> Any:
+    """A transient progress bar counting rows of tiles (no known total: it pulses)."""
     if quiet:
         return None
     from rich.console import Console
@@ -76,8 +77,12 @@ def _bar(total: int, label: str, quiet: bool) -> Any:
 
     p = Progress(console=Console(stderr=True), transient=True)
     p.start()
-    p.add_task(label, total=total)
+    p.add_task(f"{label} (rows of tiles)", total=None)
     return p
+
+
+def _advance(bar: Any) -> Callable[[int], None] | None:
+    return None if bar is None else (lambda n: bar.advance(bar.task_ids[0], n))
 
 
 def _outputs(inputs: list[Path], out: Path, suffix: str) -> list[Path]:
@@ -115,12 +120,12 @@ def compress_main(argv: list[str] | None = None) -> int:
         outs = _outputs(args.inputs, args.output, ".aec")
         codec = load_codec(args.ckpt, _device(args.device))
         for src, dst in zip(args.inputs, outs, strict=True):
-            bar = _bar(1, f"compress {src.name}", args.quiet)
+            bar = _bar(f"compress {src.name}", args.quiet)
             try:
                 stats = compress_scene(
                     src, dst, codec, tile=args.tile, halo=args.halo, latent_halo=args.latent_halo,
                     batch_size=args.batch_size, band=args.band, input_kind=args.input_kind,
-                    calibration=args.calibration,
+                    calibration=args.calibration, advance=_advance(bar),
                 )  # fmt: skip
             finally:
                 if bar is not None:
@@ -169,7 +174,12 @@ def decompress_main(argv: list[str] | None = None) -> int:
                     cache[path] = load_codec(path, _device(args.device))
                 return cache[path]
 
-            stats = decompress_scene(src, dst, load)
+            bar = _bar(f"decompress {src.name}", args.quiet)
+            try:
+                stats = decompress_scene(src, dst, load, advance=_advance(bar))
+            finally:
+                if bar is not None:
+                    bar.stop()
             if not args.quiet:
                 sys.stderr.write(
                     f"{src} -> {dst}: {stats.height}x{stats.width}, {stats.bpp:.4f} bpp, "
