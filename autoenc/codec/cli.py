@@ -167,7 +167,8 @@ def decompress_main(argv: list[str] | None = None) -> int:
                 raise FileNotFoundError(f"no such file: {src}")
 
             def load(header: dict[str, Any], src: Path = src) -> LoadedCodec:
-                path = args.ckpt or src.parent / str(header["model"].get("checkpoint", ""))
+                name = Path(str(header["model"].get("checkpoint", ""))).name  # no path parts
+                path = args.ckpt or src.parent / name
                 if not path.is_file():
                     raise ModelError(f"checkpoint {path} not found; pass --ckpt")
                 if path not in cache:
