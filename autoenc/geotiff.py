@@ -88,6 +88,23 @@ class GeoMetadata:
         d["transform"] = list(self.transform) if self.transform is not None else None
         return d
 
+    def validate(self) -> None:
+        """Check that rasterio accepts the CRS, transform and GCPs (e.g. from an untrusted file).
+
+        Raises:
+            ValueError: naming the field that does not parse.
+        """
+        try:
+            for wkt in (self.crs_wkt, self.gcps_crs_wkt):
+                if wkt:
+                    CRS.from_wkt(wkt)
+            if self.transform is not None:
+                Affine(*self.transform[:6])
+            for p in self.gcps:
+                GroundControlPoint(**p)
+        except (TypeError, ValueError, RasterioError, _CPLError) as e:
+            raise ValueError(f"invalid georeferencing: {e}") from None
+
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> GeoMetadata:
         """Inverse of :meth:`to_dict`."""

@@ -270,8 +270,9 @@ def _check_layout(reader: ContainerReader, grid: TileGrid, path: str) -> dict[st
         kinds[k].append(e)
     rows, cols = grid.shape
     ph, pw = grid.padded
-    n_mask = sum(1 for r in range(rows) for c in range(cols)
-                 if grid.core(r, c).y < grid.height and grid.core(r, c).x < grid.width)  # fmt: skip
+    # Every core starts inside the scene (the padding is < factor <= tile), so each tile has a
+    # MASK. No loop over the grid: a crafted header could declare billions of tiles.
+    n_mask = rows * cols
     if len(kinds["TILE"]) != rows * cols or len(kinds["MASK"]) != n_mask or len(kinds["STAT"]) != 1:
         raise CorruptStreamError(
             path,
@@ -304,6 +305,11 @@ def decompress_scene(
             sc["height"], sc["width"], tl["tile"], tl["halo"], tl["latent_halo"], tl["factor"]
         )
         kinds = _check_layout(reader, grid, str(src))
+        try:
+            geo = GeoMetadata.from_dict(header["geo"])
+            geo.validate()
+        except (TypeError, ValueError, KeyError, AttributeError) as e:
+            raise CorruptStreamError(str(src), 0, f"bad geo metadata in the header: {e}") from None
         codec = load(header)
         if codec.weights_sha256 != header["model"]["weights_sha256"]:
             raise ModelError(
@@ -319,11 +325,15 @@ def decompress_scene(
         reach = -(-grid.latent_halo // lat_tile) if grid.latent_halo else 0
         tiles = iter(kinds["TILE"])
         masks = {}
-        for e in kinds["MASK"]:
-            data = reader.read_chunk(e)
-            masks[(int.from_bytes(data[0:4], "little"), int.from_bytes(data[4:8], "little"))] = e
+        for entry in kinds["MASK"]:
+            data = reader.read_chunk(entry)
+            key = (int.from_bytes(data[0:4], "little"), int.from_bytes(data[4:8], "little"))
+            masks[key] = entry
+        if len(masks) != rows * cols or any(
+            not (0 <= r < rows and 0 <= c < cols) for r, c in masks
+        ):
+            raise CorruptStreamError(str(src), 0, "MASK chunks do not cover every tile once")
         latents: dict[int, torch.Tensor] = {}  # latent tile rows, full width: (C, h_r, W/f)
-        geo = GeoMetadata.from_dict(header["geo"])
         try:
             with GeoTiffWriter(dst, h, w, dtype, geo) as out, torch.inference_mode():
                 next_row = 0
