@@ -569,3 +569,38 @@ def test_estimated_bits_match_real_bytes(hyper: LoadedCodec, tiny_root: Path) ->
     print("  " + ", ".join(f"{k} {e:.1f}/{r}" for k, e, r in rows))
     for _, e, r in rows:
         assert -0.03 * e <= r - e <= 0.03 * e + 40
+
+
+@pytest.mark.parametrize(
+    "mutation",
+    ["huge_grid", "bad_gcp", "bad_crs", "wrong_mask_position"],
+)
+def test_crafted_files_with_valid_crcs_fail_cleanly(
+    mutation: str, valid_aec: Path, hyper_ckpt: Path, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    """Files whose CRCs are right but whose content lies: refused fast with exit 4."""
+    from autoenc.codec.container import ContainerReader, ContainerWriter, read_header
+
+    header = read_header(valid_aec)
+    if mutation == "huge_grid":  # would be billions of tiles if anything looped over the grid
+        header["scene"]["height"] = header["scene"]["width"] = 1 << 20
+        header["tiling"]["tile"] = 16
+    elif mutation == "bad_gcp":
+        header["geo"]["gcps"] = [{"row": 1.0, "bogus": 2}]
+    elif mutation == "bad_crs":
+        header["geo"]["crs_wkt"] = "NOT A WKT"
+        header["geo"]["transform"] = [1.0, 0.0, 0.0, 0.0, -1.0, 0.0]
+    crafted = tmp_path / "crafted.aec"
+    with ContainerWriter(crafted, header) as w, ContainerReader(valid_aec) as r:
+        for kind, payload in r.chunks():
+            if kind == b"MASK" and mutation == "wrong_mask_position":
+                payload = (7).to_bytes(4, "little") + payload[4:]  # a row that does not exist
+            w.add_chunk(kind, payload)
+    out = tmp_path / "out.tif"
+    t0 = time.perf_counter()
+    code = main(["decompress", str(crafted), "-o", str(out), "--ckpt", str(hyper_ckpt), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 4, err
+    assert err.startswith("autoenc: error: ") and "Traceback" not in err
+    assert time.perf_counter() - t0 < 30 and not out.exists()
