@@ -5,10 +5,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -68,21 +69,18 @@ def _fail(message: str, code: int) -> int:
     return code
 
 
-def _bar(label: str, quiet: bool) -> Any:
-    """A transient progress bar counting rows of tiles (no known total: it pulses)."""
+@contextlib.contextmanager
+def _progress(label: str, quiet: bool) -> Iterator[Callable[[int], None] | None]:
+    """A transient bar counting rows of tiles (no known total: it pulses); yields its advance."""
     if quiet:
-        return None
+        yield None
+        return
     from rich.console import Console
     from rich.progress import Progress
 
-    p = Progress(console=Console(stderr=True), transient=True)
-    p.start()
-    p.add_task(f"{label} (rows of tiles)", total=None)
-    return p
-
-
-def _advance(bar: Any) -> Callable[[int], None] | None:
-    return None if bar is None else (lambda n: bar.advance(bar.task_ids[0], n))
+    with Progress(console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task(f"{label} (rows of tiles)", total=None)
+        yield lambda n: bar.advance(task, n)
 
 
 def _outputs(inputs: list[Path], out: Path, suffix: str) -> list[Path]:
@@ -120,16 +118,12 @@ def compress_main(argv: list[str] | None = None) -> int:
         outs = _outputs(args.inputs, args.output, ".aec")
         codec = load_codec(args.ckpt, _device(args.device))
         for src, dst in zip(args.inputs, outs, strict=True):
-            bar = _bar(f"compress {src.name}", args.quiet)
-            try:
+            with _progress(f"compress {src.name}", args.quiet) as advance:
                 stats = compress_scene(
                     src, dst, codec, tile=args.tile, halo=args.halo, latent_halo=args.latent_halo,
                     batch_size=args.batch_size, band=args.band, input_kind=args.input_kind,
-                    calibration=args.calibration, advance=_advance(bar),
+                    calibration=args.calibration, advance=advance,
                 )  # fmt: skip
-            finally:
-                if bar is not None:
-                    bar.stop()
             if not args.quiet:
                 sys.stderr.write(
                     f"{src} -> {dst}: {stats.file_bytes:,} bytes, {stats.bpp:.4f} bpp, "
@@ -175,12 +169,8 @@ def decompress_main(argv: list[str] | None = None) -> int:
                     cache[path] = load_codec(path, _device(args.device))
                 return cache[path]
 
-            bar = _bar(f"decompress {src.name}", args.quiet)
-            try:
-                stats = decompress_scene(src, dst, load, advance=_advance(bar))
-            finally:
-                if bar is not None:
-                    bar.stop()
+            with _progress(f"decompress {src.name}", args.quiet) as advance:
+                stats = decompress_scene(src, dst, load, advance=advance)
             if not args.quiet:
                 sys.stderr.write(
                     f"{src} -> {dst}: {stats.height}x{stats.width}, {stats.bpp:.4f} bpp, "
