@@ -19,13 +19,10 @@ from torchmetrics.image import (
 )
 from typing_extensions import override
 
+from autoenc.metrics.image import MS_SSIM_MIN_SIZE  # one size rule for training and evaluation
 from autoenc.task import SSIM_KWARGS
 
 log = logging.getLogger(__name__)
-
-# torchmetrics' MS-SSIM with its defaults (5 scales, 11-px Gaussian) needs each side to exceed
-# (kernel_size - 1) * 2**4 = 160 px; smaller images are skipped rather than scored differently.
-MS_SSIM_MIN_SIZE = 161
 
 
 class ImageMetrics(Callback):
