@@ -13,7 +13,7 @@ TORCH_PIP_ARGS ?=
 STAMP := $(VENV)/.autoenc-installed
 PYTEST_ARGS ?= -n 2
 
-.PHONY: help install demo test lint bench codec-demo gpu-check gpu-codec-check clean
+.PHONY: help install demo test lint bench codec-demo compare compare-gpu gpu-check gpu-codec-check clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -21,7 +21,7 @@ help: ## list the targets
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q $(TORCH_PIP_ARGS) "$(TORCH_SPEC)"
-	$(PY) -m pip install -q -e ".[test]"
+	$(PY) -m pip install -q -e ".[test,codecs]"
 	@touch $(STAMP)
 
 install: $(STAMP) ## create .venv and install autoenc (torch first)
@@ -51,6 +51,13 @@ bench: $(STAMP) $(CODEC_CKPT) ## run the benchmarks (prints measured ratios)
 	$(PY) benchmarks/bench_overhead.py
 	$(PY) benchmarks/bench_prepare.py --float
 	$(PY) benchmarks/bench_codec.py --ckpt $(CODEC_CKPT)
+	$(PY) benchmarks/bench_eval.py --out benchmarks/results
+
+compare: $(STAMP) ## train 4 variants + hyperprior at 3 rates, evaluate vs JPEG 2000, report (~25 min, 2 CPU cores)
+	$(VENV)/bin/autoenc compare configs/compare/cpu.yaml --readme README.md
+
+compare-gpu: $(STAMP) ## the same comparison at GPU scale (configs/compare/gpu.yaml)
+	$(VENV)/bin/autoenc compare configs/compare/gpu.yaml
 
 gpu-check: $(STAMP) ## GPU throughput/memory check; writes benchmarks/results/gpu-<date>.json
 	$(PY) benchmarks/gpu_check.py --out benchmarks/results
@@ -59,5 +66,5 @@ gpu-codec-check: $(STAMP) ## GPU codec check (10,000² scene, GPU->CPU decode); 
 	$(PY) benchmarks/gpu_codec_check.py --out benchmarks/results
 
 clean: ## remove build outputs, logs and generated data (keeps .venv)
-	rm -rf lightning_logs data/synthetic predictions build dist *.egg-info .pytest_cache
+	rm -rf lightning_logs data/synthetic data/compare predictions build dist *.egg-info .pytest_cache
 	find . -name __pycache__ -type d -prune -not -path './.venv/*' -exec rm -rf {} +

@@ -42,6 +42,24 @@ def _decompress(argv: list[str]) -> int:
     return decompress_main(argv)
 
 
+def _evaluate(argv: list[str]) -> int:
+    from autoenc.evaluation.cli import evaluate_main
+
+    return evaluate_main(argv)
+
+
+def _report(argv: list[str]) -> int:
+    from autoenc.evaluation.cli import report_main
+
+    return report_main(argv)
+
+
+def _compare(argv: list[str]) -> int:
+    from autoenc.evaluation.compare import compare_main
+
+    return compare_main(argv)
+
+
 def _variants(argv: list[str]) -> int:
     from autoenc.models.table import variants_main
 
@@ -54,6 +72,9 @@ COMMANDS: dict[str, tuple[Callable[[list[str]], int], str]] = {
     "synth": (_synth, "generate the synthetic Sentinel-1-like scenes or patch dataset"),
     "compress": (_compress, "compress GeoTIFF scenes into .aec files with a trained model"),
     "decompress": (_decompress, "decompress .aec files back into GeoTIFFs"),
+    "evaluate": (_evaluate, "score models and classical codecs on a split (per-patch records)"),
+    "report": (_report, "write the Markdown R-D report (plots, BD-rate, gallery) from results"),
+    "compare": (_compare, "train, evaluate and report a comparison plan (configs/compare/*.yaml)"),
     "variants": (_variants, "print the table of registered model variants"),
 }
 

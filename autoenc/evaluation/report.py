@@ -1,0 +1,364 @@
+# Copyright (c) autoenc developers.
+# Licensed under the MIT License.
+"""``autoenc report``: results folders → Markdown report, R-D plots, gallery (and TensorBoard).
+
+Every number in the report is computed here from the per-sample records; nothing is copied by
+hand. Outputs (each written to a temporary name, then renamed): ``report.md``, ``rd.png``,
+``gallery.png``, ``points.csv`` (every operating point, every metric: mean, std, CI) and
+``bd.json`` (the BD table, machine-readable).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from autoenc.evaluation import plots
+from autoenc.evaluation.records import GALLERY_NAME, Results, _atomic_write, load_gallery
+from autoenc.evaluation.summary import (
+    ANCHOR,
+    METRICS,
+    BDRow,
+    Point,
+    bd_table,
+    matched_deltas,
+    nearest,
+    operating_points,
+)
+
+METHOD_TEXT = """\
+
+## Method
+
+- **Data.** Patches of the scene-disjoint `{split}` split, as stored: uint16 codes of the clipped
+  dB window [{w0:g}, {w1:g}] dB, the domain the models were trained on. Every codec sees the same
+  codes; the classical codecs get them as **16-bit** images.
+- **Rate.** Real bytes × 8 / pixels. Learned models: the bytes a patch costs inside an `.aec` file
+  (TILE payload with its framing, entropy-coded by the learned prior). Classical codecs: the whole
+  file (JPEG 2000: JP2 container); codestream-only rates are in `points.csv` (`stream_bpp`) and a
+  second BD table uses them.
+- **Metrics** (per patch, then averaged; formulas in `autoenc/metrics`): PSNR with peak 1 on the
+  window (= PSNR in dB units with peak W; the dB-unit error is `rmse_db`), SSIM (Gaussian 11 × 11,
+  σ 1.5, the training setting), MS-SSIM (torchmetrics defaults; only for sides ≥ 176 px), ENL ratio
+  (local ENL = mean²/variance of linear intensity in 16 × 16 blocks that are homogeneous in the
+  original, reconstruction / original; summarised by its geometric mean, because a flat
+  reconstruction drives it to ~1e12), EPI (Pearson correlation of Laplacian-filtered dB images),
+  radiometric bias (mean dB difference) and ratio-image statistics (original / reconstruction in
+  linear intensity).
+- **Uncertainty.** Mean ± std over patches, with a 95 % percentile-bootstrap interval of the mean
+  ({n_boot} replicates). BD-rate: PCHIP of ln(bpp) against quality, integrated over the
+  overlapping quality range (Bjøntegaard, VCEG-M33, no extrapolation); a fixed-rate model (one
+  point) is compared at its own quality ("single-point"). Its interval is a paired bootstrap over
+  patches: each replicate redraws the patches, identically for the model and the anchor.
+- **Speckle cap.** With L̂ = {looks:.2f} looks (estimated from the original patches: mode of the
+  16 × 16 block ENL), a codec that sends nothing about the speckle has MSE ≥ σ_dB² with
+  σ_dB = {sigma:.2f} dB, so PSNR ≤ 20·log10(W/σ_dB) = **{cap:.2f} dB**. Above it, PSNR rewards
+  coding speckle.
+
+"""
+
+
+def _fmt(v: float, digits: int = 3) -> str:
+    return "–" if v is None or not math.isfinite(v) else f"{v:.{digits}f}"
+
+
+def _ci(s: Any, digits: int = 3) -> str:
+    return f"{_fmt(s.mean, digits)} [{_fmt(s.ci_lo, digits)}, {_fmt(s.ci_hi, digits)}]"
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def _points_table(points: Sequence[Point]) -> str:
+    rows = []
+    for p in points:
+        if p.role == "matched":
+            continue
+        s = p.stats
+        rows.append([
+            p.method, str(p.n), _ci(s["bpp"]), _ci(s["psnr"], 2), _ci(s["ssim"]),
+            _ci(s["enl_ratio"], 2), _ci(s["epi"]), _fmt(s["bias_db"].mean, 2),
+        ])  # fmt: skip
+    head = ["method", "n", "bpp", "PSNR (dB)", "SSIM", "ENL ratio", "EPI", "bias (dB)"]
+    return _table(head, rows)
+
+
+def bd_dicts(rows: Sequence[BDRow]) -> list[dict[str, Any]]:
+    """The BD table as JSON-ready dicts (what ``bd.json`` holds and the README renders)."""
+    return [
+        {"curve": r.curve, "quality": r.quality, "anchor": ANCHOR, "anchor_rate": r.rate_key,
+         "points": r.n_points, "bd_rate": r.bd_rate.to_dict(),
+         "bd_quality": r.bd_quality.to_dict()}
+        for r in rows
+    ]  # fmt: skip
+
+
+def bd_markdown(rows: Sequence[dict[str, Any]]) -> str:
+    """Render BD dicts (from :func:`bd_dicts` or ``bd.json``) as a Markdown table."""
+    if not rows:
+        return "_no JPEG 2000 ladder in these results_\n"
+    out = []
+    for r in rows:
+        br, bq = r["bd_rate"], r["bd_quality"]
+        ov = br["point"]["overlap"]
+        out.append([
+            r["curve"], str(r["points"]), br["point"]["method"],
+            f"{_fmt(br['value'], 1)} % [{_fmt(br['ci_lo'], 1)}, {_fmt(br['ci_hi'], 1)}]",
+            f"{_fmt(bq['value'], 2)} [{_fmt(bq['ci_lo'], 2)}, {_fmt(bq['ci_hi'], 2)}]",
+            "–" if ov is None else f"{ov[0]:.3g}–{ov[1]:.3g}",
+            f"{br['n_overlap']}/{br['n_boot']}",
+        ])  # fmt: skip
+    text = _table(BD_HEAD, out)
+    if any(r["bd_rate"]["point"]["overlap"] is None for r in rows):
+        text += (
+            "\nA dash: no overlap. The curve's quality lies outside the anchor's range (e.g. below "
+            "the quality of JPEG 2000's smallest file), so a BD-rate would need extrapolation; "
+            "the BD-quality, at equal rate, is still defined.\n"
+        )
+    return text
+
+
+BD_HEAD = ["curve vs JPEG 2000", "points", "method", "BD-rate [95 % CI]", "BD-quality [95 % CI]",
+           "overlap (quality)", "replicates with overlap"]  # fmt: skip
+
+
+def _matched_table(points: Sequence[Point]) -> str:
+    rows = []
+    for d in matched_deltas(points):
+        delta = f"×{_ci(d.delta)}" if d.ratio else _ci(d.delta)
+        rows.append([d.model, d.key, _fmt(d.model_mean), _fmt(d.anchor_mean), delta])
+    head = ["model", "metric", "model", "JPEG 2000 at the same bpp",
+            "model − J2K (ENL ratio: × model / J2K) [95 % CI]"]  # fmt: skip
+    return _table(head, rows) if rows else "_no matched rows_\n"
+
+
+def _near_one_table(points: Sequence[Point], bpp: float = 1.0) -> str:
+    rows = []
+    for name, p in nearest(points, bpp).items():
+        s = p.stats
+        rows.append([name, p.point, _fmt(p.mean("bpp")), _ci(s["enl_ratio"], 2), _ci(s["epi"]),
+                     _ci(s["psnr"], 2)])  # fmt: skip
+    return _table(["curve", "point", "bpp", "ENL ratio", "EPI", "PSNR (dB)"], rows)
+
+
+def _targeting(points: Sequence[Point]) -> str:
+    """How well the classical codecs hit their targets, and why they missed."""
+    total = hits = 0
+    floor: list[str] = []
+    steps: list[str] = []
+    for p in points:
+        if "hit" not in p.samples or p.family != "classical":
+            continue
+        miss = p.samples["hit"] < 0.5
+        total += miss.size
+        hits += int((~miss).sum())
+        above = miss & (p.samples["bpp"] > p.samples["target_bpp"])  # could not go that low
+        if above.any():
+            floor.append(f"{p.method} ({int(above.sum())}/{miss.size})")
+        if (miss & ~above).any():
+            steps.append(f"{p.method} ({int((miss & ~above).sum())}/{miss.size})")
+    enc = [p.samples["encodes"] for p in points if "encodes" in p.samples]
+    mean_enc = sum(float(e.sum()) for e in enc) / max(1, sum(e.size for e in enc))
+    text = (
+        f"{hits} of {total} classical encodes landed within 3 % of their target bpp, "
+        f"{mean_enc:.2f} encoder calls each on average."
+    )
+    if floor:
+        text += (
+            " Above the target because the codec cannot make a smaller file for that patch "
+            "(its header and minimal codestream): " + ", ".join(floor) + "."
+        )
+    if steps:
+        text += (
+            " Below the target by more than 3 % (file size moves in steps; the closest encode "
+            "not above the target is kept): " + ", ".join(steps) + "."
+        )
+    return text + "\n"
+
+
+def merge(results: Sequence[Results]) -> Results:
+    """Concatenate result sets of the same dataset, split and patches.
+
+    Raises:
+        ValueError: different datasets/splits/patch counts, or a method present twice.
+    """
+    if not results:
+        raise ValueError("no results to report")
+    base = results[0]
+    key = ("dataset", "split", "n")
+    merged = Results(dict(base.meta), list(base.records))
+    seen = set(base.methods())
+    for r in results[1:]:
+        if tuple(r.meta.get(k) for k in key) != tuple(base.meta.get(k) for k in key):
+            raise ValueError(
+                "cannot merge results of different data: "
+                f"{[r.meta.get(k) for k in key]} vs {[base.meta.get(k) for k in key]}"
+            )
+        dup = seen & set(r.methods())
+        if dup:
+            raise ValueError(f"method(s) {sorted(dup)} appear in more than one results folder")
+        seen |= set(r.methods())
+        merged.records += r.records
+        merged.meta["models"] = base.meta.get("models", []) + r.meta.get("models", [])
+    return merged
+
+
+def _gallery_rows(points: Sequence[Point]) -> list[tuple[str, str | None, str]]:
+    matched = {p.matched_to: p.method for p in points if p.role == "matched"}
+    return [
+        (p.method, matched.get(p.method), f"{p.method}\n{p.mean('bpp'):.3f} bpp")
+        for p in points
+        if p.role == "model"
+    ]
+
+
+def write_report(
+    results: Results,
+    out: Path,
+    n_boot: int = 1000,
+    gallery_dir: Path | None = None,
+    tb_logdir: Path | None = None,
+    timing: dict[str, Any] | None = None,
+) -> Path:
+    """Write the report into ``out``; returns the path of ``report.md``.
+
+    ``timing`` (from ``autoenc compare``) adds the training and evaluation wall times.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    meta = results.meta
+    points = operating_points(results, n_boot=n_boot)
+    bd = bd_table(points, "psnr", n_boot=n_boot)
+    bd_stream = bd_table(points, "psnr", anchor_rate="stream_bpp", n_boot=n_boot)
+    bd_ssim = bd_table(points, "ssim", n_boot=n_boot)
+    cap = float(meta.get("psnr_cap", math.nan))
+    title = f"{meta.get('dataset')} · {meta.get('split')} split · n = {meta.get('n')} patches"
+    plots.save(plots.rd_figure(points, cap, title), out / "rd.png")
+    figs = {"rd": out / "rd.png"}
+    gallery = load_gallery((gallery_dir or out) / GALLERY_NAME)
+    originals = sorted(int(k.split("/")[1]) for k in gallery if k.startswith("original/"))
+    rows = (
+        [r for r in _gallery_rows(points) if f"{r[0]}/{originals[0]}" in gallery]
+        if originals
+        else []
+    )
+    if rows:
+        plots.save(plots.gallery_figure(gallery, originals[0], rows), out / "gallery.png")
+        figs["gallery"] = out / "gallery.png"
+    w0, w1 = meta["window_db"]
+    parts = [
+        "# autoenc rate-distortion report\n",
+        f"{title}; scenes: {', '.join(meta.get('scenes', []))}.\n",
+        METHOD_TEXT.format(
+            split=meta.get("split"),
+            w0=w0,
+            w1=w1,
+            n_boot=n_boot,
+            looks=meta["looks"],
+            sigma=meta["sigma_db"],
+            cap=cap,
+        ),  # fmt: skip
+        "## BD-rate against JPEG 2000 (PSNR)\n\n",
+        "Negative BD-rate: fewer bits than JPEG 2000 for the same PSNR. BD-quality: PSNR "
+        "difference at the same rate (dB). Anchor: JPEG 2000 file bytes (JP2 container).\n\n",
+        bd_markdown(bd_dicts(bd)),
+        "\nThe same against the JPEG 2000 **codestream** bytes (no JP2 boxes):\n\n",
+        bd_markdown(bd_dicts(bd_stream)),
+        "\nWith SSIM as the quality (BD-quality in SSIM units):\n\n",
+        bd_markdown(bd_dicts(bd_ssim)),
+        "\n## Rate-distortion\n\n![R-D curves](rd.png)\n\n",
+        "Operating points (mean [95 % CI] over patches; ENL ratio: geometric mean):\n\n",
+        _points_table(points),
+        "\n## Each model against JPEG 2000 at its own bit rate, patch by patch\n\n",
+        _matched_table(points),
+        "\n## SAR metrics near 1 bpp\n\n",
+        "Each curve's operating point closest to 1 bpp (in log rate):\n\n",
+        _near_one_table(points),
+    ]
+    if "gallery" in figs:
+        parts += [
+            "\n## Gallery\n\n",
+            f"Patch {originals[0]} of the split. Each row is zoomed on the 64 × 64 window "
+            "where that model's error is largest; JPEG 2000 is coded at the model's bpp on this "
+            "patch. Error maps: |reconstruction − original| on the [0, 1] window, 0 … 0.3.\n\n",
+            "![gallery](gallery.png)\n",
+        ]
+    parts += ["\n## Rate targeting of the classical codecs\n\n", _targeting(points)]
+    parts += [
+        "\n## Provenance\n\n",
+        f"- evaluation: autoenc {meta.get('autoenc')}, device {meta.get('device')}, "
+        f"{_fmt(meta.get('seconds', math.nan), 1)} s\n",
+        f"- codecs: {', '.join(meta.get('codecs', []))}; ladder {meta.get('ladder')} bpp\n",
+    ]
+    if timing:
+        train = timing.get("train_s", {})
+        parts.append(
+            f"- wall time: training {sum(train.values()):.0f} s ("
+            + ", ".join(f"{k} {v:.0f} s" for k, v in train.items())
+            + f"), evaluation {timing.get('evaluate_s', math.nan):.0f} s\n"
+        )
+    parts += [f"- {m['name']}: `{m['checkpoint']}` (sha256 {m['weights_sha256'][:12]})\n"
+              for m in meta.get("models", [])]  # fmt: skip
+    text = "".join(parts)
+    _write_points_csv(points, out / "points.csv")
+    tables = {"psnr": bd, "psnr_codestream": bd_stream, "ssim": bd_ssim}
+    _write_json({k: bd_dicts(v) for k, v in tables.items()}, out / "bd.json")
+    summary = {k: meta.get(k) for k in ("dataset", "split", "n", "scenes", "looks", "sigma_db",
+                                        "psnr_cap", "window_db", "seconds")}  # fmt: skip
+    summary["timing"] = timing
+    _write_json(summary, out / "summary.json")
+    _atomic_write(out / "report.md", text.encode())
+    if tb_logdir is not None:
+        _to_tensorboard(tb_logdir, figs)
+    return out / "report.md"
+
+
+def _write_points_csv(points: Sequence[Point], path: Path) -> None:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["method", "family", "curve", "point", "role", "matched_to", "n", "metric",
+                "mean", "std", "median", "ci_lo", "ci_hi", "n_nan"])  # fmt: skip
+    for p in points:
+        for k in METRICS:
+            if k in p.stats:
+                s = p.stats[k]
+                w.writerow([p.method, p.family, p.curve, p.point, p.role, p.matched_to, p.n, k,
+                            s.mean, s.std, s.median, s.ci_lo, s.ci_hi, s.n_nan])  # fmt: skip
+    _atomic_write(path, buf.getvalue().encode())
+
+
+def _write_json(doc: Any, path: Path) -> None:
+    """JSON with NaN written as null (strict JSON), atomically."""
+
+    def clean(v: Any) -> Any:
+        if isinstance(v, float) and not math.isfinite(v):
+            return None
+        if isinstance(v, dict):
+            return {k: clean(x) for k, x in v.items()}
+        if isinstance(v, list | tuple):
+            return [clean(x) for x in v]
+        return v
+
+    _atomic_write(path, json.dumps(clean(doc), indent=1, allow_nan=False).encode())
+
+
+def _to_tensorboard(logdir: Path, figs: dict[str, Path]) -> None:
+    """Add the report's figures as images to a TensorBoard run in ``logdir``."""
+    import numpy as np
+    from matplotlib.image import imread
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(str(logdir))
+    try:
+        for name, path in figs.items():
+            img = (imread(path)[..., :3] * 255).astype(np.uint8)
+            writer.add_image(f"report/{name}", img, dataformats="HWC")
+    finally:
+        writer.close()

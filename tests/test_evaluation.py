@@ -1,0 +1,190 @@
+# Copyright (c) autoenc developers.
+# Licensed under the MIT License.
+
+"""End to end: `autoenc evaluate` and `autoenc report` on tiny seeded runs.
+
+Two tiny models are trained for a few steps on the tiny dataset (32-px patches), evaluated with
+JPEG 2000 on the test split, and reported. The checks are on behaviour: the records are real
+(bytes decode, rates differ per patch, matched JPEG 2000 lands on the model's bpp), the report's
+tables parse and state n, the plots are non-empty PNGs, the README block renders from bd.json.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from lightning.pytorch import Trainer
+from PIL import Image
+
+from autoenc.cli import main
+from autoenc.data.datamodule import PatchDataModule
+from autoenc.evaluation.compare import (
+    README_BEGIN,
+    README_END,
+    Plan,
+    readme_block,
+    update_readme,
+)
+from autoenc.evaluation.records import Results
+from autoenc.evaluation.runner import ModelSpec
+from autoenc.models import create_model
+from autoenc.task import CompressionTask
+
+# 32-px patches: the JPEG 2000 header alone costs ~0.8 bpp, so the ladder sits higher.
+LADDER = ["1.5", "2", "3", "4", "6"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread() -> Iterator[None]:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _fit(name: str, kw: dict[str, Any], root: Path, out: Path, lmbda: float | None) -> Path:
+    torch.manual_seed(0)
+    task = CompressionTask(model=create_model(name, **kw), lmbda=lmbda, lr=5e-3,
+                           scheduler="none", w_mse=1.0, w_ssim=0.0)  # fmt: skip
+    trainer = Trainer(accelerator="cpu", max_steps=15, limit_val_batches=0, logger=False,
+                      enable_checkpointing=False, enable_progress_bar=False,
+                      enable_model_summary=False, default_root_dir=out.parent)  # fmt: skip
+    trainer.fit(task, datamodule=PatchDataModule(root=str(root), batch_size=4, num_workers=0))
+    trainer.save_checkpoint(out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def ckpts(tiny_root: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("eval_ckpts")
+    hyper = {"latent_channels": 8, "base_channels": 4, "blocks_per_stage": 1, "hyper_channels": 4}
+    return {
+        "plain": _fit("PlainAutoencoder", {"latent_channels": 8, "base_channels": 4}, tiny_root,
+                      d / "plain.ckpt", None),
+        "hyper:l10": _fit("HyperpriorAutoencoder", hyper, tiny_root, d / "h10.ckpt", 10.0),
+        "hyper:l1000": _fit("HyperpriorAutoencoder", hyper, tiny_root, d / "h1k.ckpt", 1000.0),
+    }  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def evaluated(
+    tiny_root: Path, ckpts: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    out = tmp_path_factory.mktemp("eval") / "results"
+    argv = ["evaluate", "--data", str(tiny_root), "--split", "test", "--out", str(out),
+            "--ladder", *LADDER, "--gallery", "1", "--quiet", "--looks", "4.4"]  # fmt: skip
+    for name, path in ckpts.items():
+        argv += ["--model", f"{name}={path}"]
+    assert main(argv) == 0
+    return out
+
+
+def test_records_are_real(evaluated: Path, tiny_root: Path) -> None:
+    res = Results.load(evaluated)
+    n = res.meta["n"]
+    assert n == 4 and res.meta["split"] == "test"  # 1 test scene x 4 patches
+    assert res.meta["psnr_cap"] == pytest.approx(22.7, abs=0.05)  # L = 4.4 given
+    methods = res.methods()
+    assert {"plain", "hyper:l10", "hyper:l1000"} <= set(methods)
+    assert "jpeg2000@plain" in methods and "jpeg2000:2bpp" in methods
+    for m in methods:
+        recs = res.select(method=m)
+        assert sorted(r["index"] for r in recs) == list(range(n))
+        for r in recs:
+            assert r["bpp"] > 0 and math.isfinite(r["psnr"]) and 0 < r["ssim"] <= 1
+            assert math.isnan(r["ms_ssim"])  # 32 px < 176 px
+    # the rate-distortion trade-off is real: more lambda, more bits
+    bpp = {m: np.mean([r["bpp"] for r in res.select(method=m)]) for m in methods}
+    assert bpp["hyper:l1000"] > bpp["hyper:l10"]
+    # matched JPEG 2000 lands on the model's per-patch rate where it can (header floor aside)
+    for rm, rj in zip(res.select(method="hyper:l1000"), res.select(method="jpeg2000@hyper:l1000"),
+                      strict=True):  # fmt: skip
+        assert rj["target_bpp"] == pytest.approx(rm["bpp"])
+        if rj["hit"]:
+            assert abs(rj["bpp"] / rm["bpp"] - 1) <= 0.03
+    # CSV holds the same records
+    with open(evaluated / "samples.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == len(res.records)
+    assert (evaluated / "gallery.npz").stat().st_size > 0
+
+
+def test_report_end_to_end(evaluated: Path, tmp_path: Path) -> None:
+    out = tmp_path / "report"
+    tb = tmp_path / "tb"
+    assert main(["report", str(evaluated), "--out", str(out), "--n-boot", "200",
+                 "--tb-logdir", str(tb)]) == 0  # fmt: skip
+    text = (out / "report.md").read_text()
+    assert "n = 4 patches" in text
+    # every Markdown table parses: same number of cells on every row
+    tables = re.findall(r"((?:^\|.*\|\n)+)", text, flags=re.M)
+    assert len(tables) >= 5
+    for t in tables:
+        widths = {line.count("|") for line in t.strip().splitlines()}
+        assert len(widths) == 1, t
+    for png in ("rd.png", "gallery.png"):
+        img = np.asarray(Image.open(out / png).convert("L"))
+        assert img.shape[0] > 200 and img.std() > 5  # non-empty drawing
+    bd = json.loads((out / "bd.json").read_text())
+    curves = {r["curve"] for r in bd["psnr"]}
+    assert curves == {"plain", "hyper"}
+    hyper = next(r for r in bd["psnr"] if r["curve"] == "hyper")
+    assert hyper["points"] == 2 and hyper["bd_rate"]["point"]["method"] == "pchip"
+    plain = next(r for r in bd["psnr"] if r["curve"] == "plain")
+    assert plain["bd_rate"]["point"]["method"] == "single-point"
+    with open(out / "points.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert {r["metric"] for r in rows} >= {"bpp", "psnr", "ssim", "enl_ratio", "epi", "bias_db"}
+    assert any(p.name.startswith("events.out.tfevents") for p in tb.iterdir())
+
+
+def test_readme_block_renders_from_report(evaluated: Path, tmp_path: Path) -> None:
+    out = tmp_path / "report"
+    assert main(["report", str(evaluated), "--out", str(out), "--n-boot", "50"]) == 0
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n\n{README_BEGIN}\nold\n{README_END}\n\noutro\n")
+    update_readme(readme, readme_block(out, readme, "autoenc compare plan.yaml"))
+    text = readme.read_text()
+    assert text.startswith("intro") and text.endswith("outro\n") and "old" not in text
+    assert "report/rd.png" in text and "| plain |" in text
+    no_markers = tmp_path / "other.md"
+    no_markers.write_text("nothing here\n")
+    with pytest.raises(ValueError, match="compare:begin"):
+        update_readme(no_markers, "x")
+
+
+def test_bad_inputs(tiny_root: Path, ckpts: dict[str, Path], tmp_path: Path) -> None:
+    out = tmp_path / "r"
+    base = ["evaluate", "--data", str(tiny_root), "--out", str(out), "--quiet"]
+    assert main([*base, "--codecs", "nosuchcodec"]) == 2
+    assert main([*base, "--model", f"x={tmp_path / 'missing.ckpt'}"]) == 3
+    assert main([*base, "--ladder", "0", "--codecs", "jpeg2000"]) == 2
+    assert main(["evaluate", "--data", str(tmp_path), "--out", str(out)]) == 2
+    assert not (out / "results.json").exists()
+    assert main(["report", str(tmp_path / "nothing"), "--out", str(out)]) == 2
+    bad = tmp_path / "bad.json"
+    bad.write_text("{}")
+    assert main(["report", str(bad), "--out", str(out)]) == 2
+    with pytest.raises(ValueError, match="CURVE"):
+        ModelSpec.parse("=x.ckpt")
+
+
+def test_plan_is_checked(tmp_path: Path) -> None:
+    plan = Plan.load(Path("configs/compare/cpu.yaml"))
+    assert [r.name for r in plan.runs][:4] == ["plain", "resnet", "residual", "attention"]
+    assert sum(r.name.startswith("hyperprior:") for r in plan.runs) == 3
+    gpu = Plan.load(Path("configs/compare/gpu.yaml"))
+    assert len(gpu.runs) == 7
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("runs:\n  - name: a\n    config: configs/nope.yaml\n")
+    with pytest.raises(ValueError, match="nope.yaml"):
+        Plan.load(bad)
