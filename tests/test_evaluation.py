@@ -188,3 +188,23 @@ def test_plan_is_checked(tmp_path: Path) -> None:
     bad.write_text("runs:\n  - name: a\n    config: configs/nope.yaml\n")
     with pytest.raises(ValueError, match="nope.yaml"):
         Plan.load(bad)
+
+
+def test_compare_report_only_rerenders(evaluated: Path, tmp_path: Path) -> None:
+    """`autoenc compare PLAN --report-only` re-renders report and README block from results."""
+    import shutil
+
+    out = tmp_path / "cmp"
+    shutil.copytree(evaluated, out)
+    (out / "timing.json").write_text(json.dumps({"train_s": {"plain": 60.0}, "evaluate_s": 30.0,
+                                                 "total_s": 95.0}))  # fmt: skip
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(f"out: {out}\nruns:\n  - name: plain\n    config: configs/plain.yaml\n")
+    readme = tmp_path / "README.md"
+    readme.write_text(f"{README_BEGIN}\n{README_END}\n")
+    assert main(["compare", str(plan), "--report-only", "--readme", str(readme)]) == 0
+    text = readme.read_text()
+    assert "training 1.0 min (1 runs), evaluation 0.5 min" in text and "| hyper |" in text
+    assert (out / "report.md").is_file() and (out / "summary.json").is_file()
+    (out / "timing.json").unlink()
+    assert main(["compare", str(plan), "--report-only"]) == 2  # no timing: clear error

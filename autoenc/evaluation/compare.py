@@ -185,6 +185,11 @@ def compare_main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="autoenc compare", description=__doc__.split("\n\n")[0])
     p.add_argument("plan", type=Path, help="plan file, e.g. configs/compare/cpu.yaml")
     p.add_argument("--readme", type=Path, default=None, help="regenerate this file's block")
+    p.add_argument(
+        "--report-only",
+        action="store_true",
+        help="only re-render the report (and README block) from the plan's existing results",
+    )
     p.add_argument("--fit-args", nargs=argparse.REMAINDER, default=[],
                    help="extra arguments for every `autoenc fit` (must come last)")  # fmt: skip
     args = p.parse_args(argv)
@@ -196,6 +201,14 @@ def compare_main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     try:
         plan = Plan.load(args.plan)
+        if args.report_only:
+            timing = json.loads((plan.out / "timing.json").read_text())
+            write_report(Results.load(plan.out), plan.out, timing=timing)
+            if args.readme is not None:
+                command = f"autoenc compare {args.plan}"
+                update_readme(args.readme, readme_block(plan.out, args.readme, command))
+            log.info("report re-rendered: %s", plan.out / "report.md")
+            return 0
         _ensure_data(plan)
         log.info("training %d runs of %s", len(plan.runs), plan.path)
         train_s = {r.name: _train(plan, r, args.fit_args) for r in plan.runs}

@@ -244,14 +244,14 @@ def write_report(
     figs = {"rd": out / "rd.png"}
     gallery = load_gallery((gallery_dir or out) / GALLERY_NAME)
     originals = sorted(int(k.split("/")[1]) for k in gallery if k.startswith("original/"))
-    rows = (
-        [r for r in _gallery_rows(points) if f"{r[0]}/{originals[0]}" in gallery]
-        if originals
-        else []
-    )
-    if rows:
-        plots.save(plots.gallery_figure(gallery, originals[0], rows), out / "gallery.png")
-        figs["gallery"] = out / "gallery.png"
+    shown: list[tuple[int, str]] = []  # (patch index, PNG name)
+    for k, idx in enumerate(originals):
+        rows = [r for r in _gallery_rows(points) if f"{r[0]}/{idx}" in gallery]
+        if rows:
+            name = "gallery.png" if k == 0 else f"gallery-{idx}.png"
+            plots.save(plots.gallery_figure(gallery, idx, rows), out / name)
+            figs[name.removesuffix(".png")] = out / name
+            shown.append((idx, name))
     w0, w1 = meta["window_db"]
     parts = [
         "# autoenc rate-distortion report\n",
@@ -282,14 +282,15 @@ def write_report(
         "Each curve's operating point closest to 1 bpp (in log rate):\n\n",
         _near_one_table(points),
     ]
-    if "gallery" in figs:
+    if shown:
         parts += [
             "\n## Gallery\n\n",
-            f"Patch {originals[0]} of the split. Each row is zoomed on the 64 × 64 window "
-            "where that model's error is largest; JPEG 2000 is coded at the model's bpp on this "
-            "patch. Error maps: |reconstruction − original| on the [0, 1] window, 0 … 0.3.\n\n",
-            "![gallery](gallery.png)\n",
+            "Patches spread evenly over the split (not picked by score). Each row is zoomed on "
+            "the 64 × 64 window where that model's error is largest; JPEG 2000 is coded at the "
+            "model's bpp on that very patch. Error maps: |reconstruction − original| on the "
+            "[0, 1] window, 0 … 0.3.\n\n",
         ]
+        parts += [f"Patch {idx}:\n\n![gallery, patch {idx}]({name})\n\n" for idx, name in shown]
     parts += ["\n## Rate targeting of the classical codecs\n\n", _targeting(points)]
     parts += [
         "\n## Provenance\n\n",
