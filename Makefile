@@ -53,7 +53,7 @@ bench: $(STAMP) $(CODEC_CKPT) ## run the benchmarks (prints measured ratios)
 	$(PY) benchmarks/bench_codec.py --ckpt $(CODEC_CKPT)
 	$(PY) benchmarks/bench_eval.py --out benchmarks/results
 
-compare: $(STAMP) ## train 4 variants + hyperprior at 3 rates, evaluate vs JPEG 2000, report (~25 min, 2 CPU cores)
+compare: $(STAMP) ## train 4 variants + hyperprior at 3 rates, evaluate vs JPEG 2000, report (~20 min, 2 CPU cores)
 	$(VENV)/bin/autoenc compare configs/compare/cpu.yaml --readme README.md
 
 compare-gpu: $(STAMP) ## the same comparison at GPU scale (configs/compare/gpu.yaml)

@@ -19,3 +19,15 @@ def test_readme_variants_table_is_the_code_output() -> None:
 def test_readme_shows_the_two_setup_commands() -> None:
     text = README.read_text(encoding="utf-8")
     assert "make demo" in text and "make test" in text
+
+
+def test_readme_comparison_block_is_the_committed_report() -> None:
+    """The README's comparison block is exactly what `make compare` renders from its report."""
+    from autoenc.evaluation.compare import readme_block
+
+    report = README.parent / "reports" / "compare"
+    text = README.read_text(encoding="utf-8")
+    assert (report / "bd.json").is_file(), "run `make compare` and commit reports/compare"
+    block = readme_block(report, README, "autoenc compare configs/compare/cpu.yaml")
+    assert block in text
+    assert (report / "rd.png").is_file() and (report / "report.md").is_file()
