@@ -178,8 +178,18 @@ def test_bd_bad_input() -> None:
         bd_rate([1.0, np.nan], [30.0, 31.0], [1.0], [30.5])
     with pytest.raises(ValueError, match="test curve needs at least 1"):
         bd_rate(RATES, linear_q(RATES), [0.0], [30.0])
-    with pytest.raises(ValueError, match="duplicate x values"):
-        bd_rate(RATES, [30.0, 31.0, 31.0, 33.0, 34.0], RATES, linear_q(RATES))
+    with pytest.raises(ValueError, match="at least 2 distinct"):
+        bd_rate([0.5, 1.0], [31.0, 31.0], [1.0], [31.0])
+
+
+def test_bd_merges_tied_points() -> None:
+    """A codec's floor repeated at two ladder targets counts once (the tie is averaged)."""
+    q = linear_q(RATES)
+    once = bd_rate(RATES, q, RATES * 0.8, q)
+    tied_r = np.concatenate([RATES[:1], RATES])  # the first point twice, as a floor would be
+    tied_q = np.concatenate([q[:1], q])
+    assert bd_rate(tied_r, tied_q, RATES * 0.8, q).value == pytest.approx(once.value, abs=1e-9)
+    assert bd_rate(RATES, q, tied_r * 0.8, tied_q).value == pytest.approx(once.value, abs=1e-9)
 
 
 # --- bootstrap ---------------------------------------------------------------------------------

@@ -208,3 +208,24 @@ def test_compare_report_only_rerenders(evaluated: Path, tmp_path: Path) -> None:
     assert (out / "report.md").is_file() and (out / "summary.json").is_file()
     (out / "timing.json").unlink()
     assert main(["compare", str(plan), "--report-only"]) == 2  # no timing: clear error
+
+
+def test_report_cluster_bootstrap_by_scene(evaluated: Path, tmp_path: Path) -> None:
+    """--cluster scene redraws whole scenes; one scene cannot be resampled, which is an error."""
+    out = tmp_path / "r"
+    assert main(["report", str(evaluated), "--out", str(out), "--cluster", "scene"]) == 2
+    doc = json.loads((evaluated / "results.json").read_text())
+    for r in doc["records"]:  # pretend the 4 patches come from two scenes
+        r["scene_id"] = f"s{r['index'] % 2}"
+    two = tmp_path / "two"
+    two.mkdir()
+    (two / "results.json").write_text(json.dumps(doc))
+    assert (
+        main(["report", str(two), "--out", str(out), "--cluster", "scene", "--n-boot", "50"]) == 0
+    )
+    assert (
+        "redraws the scenes (all their patches; a cluster bootstrap)"
+        in (out / "report.md").read_text()
+    )
+    bd = json.loads((out / "bd.json").read_text())
+    assert all(r["bd_rate"]["n_groups"] == 2 for r in bd["psnr"])

@@ -121,6 +121,12 @@ def report_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("reports"), help="report folder")
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap replicates")
     p.add_argument("--tb-logdir", type=Path, default=None, help="also log the figures here")
+    p.add_argument(
+        "--cluster",
+        choices=("patch", "scene"),
+        default="patch",
+        help="bootstrap unit: patches (default) or whole scenes (a cluster bootstrap)",
+    )
     return p
 
 
@@ -142,6 +148,7 @@ def report_main(argv: list[str] | None = None) -> int:
             n_boot=args.n_boot,
             gallery_dir=first if first.is_dir() else first.parent,
             tb_logdir=args.tb_logdir,
+            cluster=args.cluster,
         )
     except (FileNotFoundError, ValueError, KeyError) as e:
         if os.environ.get("AUTOENC_DEBUG"):

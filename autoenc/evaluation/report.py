@@ -18,6 +18,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from autoenc.evaluation import plots
 from autoenc.evaluation.records import GALLERY_NAME, Results, _atomic_write, load_gallery
 from autoenc.evaluation.summary import (
@@ -29,6 +31,7 @@ from autoenc.evaluation.summary import (
     matched_deltas,
     nearest,
     operating_points,
+    scene_groups,
 )
 
 METHOD_TEXT = """\
@@ -53,8 +56,8 @@ METHOD_TEXT = """\
 - **Uncertainty.** Mean ± std over patches, with a 95 % percentile-bootstrap interval of the mean
   ({n_boot} replicates). BD-rate: PCHIP of ln(bpp) against quality, integrated over the
   overlapping quality range (Bjøntegaard, VCEG-M33, no extrapolation); a fixed-rate model (one
-  point) is compared at its own quality ("single-point"). Its interval is a paired bootstrap over
-  patches: each replicate redraws the patches, identically for the model and the anchor.
+  point) is compared at its own quality ("single-point"). Its interval is a paired bootstrap:
+  each replicate redraws the {unit}, identically for the model and the anchor.{unit_note}
 - **Speckle cap.** With L̂ = {looks:.2f} looks (estimated from the original patches: mode of the
   16 × 16 block ENL), a codec that sends nothing about the speckle has MSE ≥ σ_dB² with
   σ_dB = {sigma:.2f} dB, so PSNR ≤ 20·log10(W/σ_dB) = **{cap:.2f} dB**. Above it, PSNR rewards
@@ -130,9 +133,9 @@ BD_HEAD = ["curve vs JPEG 2000", "points", "method", "BD-rate [95 % CI]", "BD-qu
            "overlap (quality)", "replicates with overlap"]  # fmt: skip
 
 
-def _matched_table(points: Sequence[Point]) -> str:
+def _matched_table(points: Sequence[Point], groups: np.ndarray | None) -> str:
     rows = []
-    for d in matched_deltas(points):
+    for d in matched_deltas(points, groups=groups):
         delta = f"×{_ci(d.delta)}" if d.ratio else _ci(d.delta)
         rows.append([d.model, d.key, _fmt(d.model_mean), _fmt(d.anchor_mean), delta])
     head = ["model", "metric", "model", "JPEG 2000 at the same bpp",
@@ -227,17 +230,27 @@ def write_report(
     gallery_dir: Path | None = None,
     tb_logdir: Path | None = None,
     timing: dict[str, Any] | None = None,
+    cluster: str = "patch",
 ) -> Path:
     """Write the report into ``out``; returns the path of ``report.md``.
 
     ``timing`` (from ``autoenc compare``) adds the training and evaluation wall times.
+    ``cluster="scene"`` makes every interval a cluster bootstrap over scenes.
+
+    Raises:
+        ValueError: an unknown ``cluster``, or ``scene`` with fewer than 2 scenes.
     """
+    if cluster not in ("patch", "scene"):
+        raise ValueError(f"cluster must be 'patch' or 'scene', got {cluster!r}")
+    groups = scene_groups(results) if cluster == "scene" else None
+    if groups is not None and len(set(groups.tolist())) < 2:
+        raise ValueError("a bootstrap over scenes needs at least 2 scenes in the split")
     out.mkdir(parents=True, exist_ok=True)
     meta = results.meta
-    points = operating_points(results, n_boot=n_boot)
-    bd = bd_table(points, "psnr", n_boot=n_boot)
-    bd_stream = bd_table(points, "psnr", anchor_rate="stream_bpp", n_boot=n_boot)
-    bd_ssim = bd_table(points, "ssim", n_boot=n_boot)
+    points = operating_points(results, n_boot=n_boot, groups=groups)
+    bd = bd_table(points, "psnr", n_boot=n_boot, groups=groups)
+    bd_stream = bd_table(points, "psnr", anchor_rate="stream_bpp", n_boot=n_boot, groups=groups)
+    bd_ssim = bd_table(points, "ssim", n_boot=n_boot, groups=groups)
     cap = float(meta.get("psnr_cap", math.nan))
     title = f"{meta.get('dataset')} · {meta.get('split')} split · n = {meta.get('n')} patches"
     plots.save(plots.rd_figure(points, cap, title), out / "rd.png")
@@ -261,6 +274,11 @@ def write_report(
             w0=w0,
             w1=w1,
             n_boot=n_boot,
+            unit="patches" if groups is None else "scenes (all their patches; a cluster bootstrap)",
+            unit_note=""
+            if groups is not None
+            else " Patches of one scene are correlated, so these intervals are optimistic; "
+            "`autoenc report --cluster scene` redraws whole scenes instead.",
             looks=meta["looks"],
             sigma=meta["sigma_db"],
             cap=cap,
@@ -277,7 +295,7 @@ def write_report(
         "Operating points (mean [95 % CI] over patches; ENL ratio: geometric mean):\n\n",
         _points_table(points),
         "\n## Each model against JPEG 2000 at its own bit rate, patch by patch\n\n",
-        _matched_table(points),
+        _matched_table(points, groups),
         "\n## SAR metrics near 1 bpp\n\n",
         "Each curve's operating point closest to 1 bpp (in log rate):\n\n",
         _near_one_table(points),

@@ -40,16 +40,18 @@ ANCHOR = "jpeg2000"
 GEOMETRIC = ("enl_ratio", "ratio_enl")
 
 
-def _summary(key: str, values: np.ndarray, n_boot: int, seed: int) -> Summary:
+def _summary(
+    key: str, values: np.ndarray, n_boot: int, seed: int, groups: np.ndarray | None = None
+) -> Summary:
     """Arithmetic summary, or for :data:`GEOMETRIC` keys the summary of ln(v) mapped back.
 
     For those, ``mean`` is the geometric mean, ``ci_lo``/``ci_hi`` its interval, ``median``
     the median and ``std`` the geometric standard deviation factor exp(std(ln v)).
     """
     if key not in GEOMETRIC:
-        return summarize(values, n_boot=n_boot, seed=seed)
+        return summarize(values, n_boot=n_boot, seed=seed, groups=groups)
     with np.errstate(divide="ignore", invalid="ignore"):
-        s = summarize(np.log(values), n_boot=n_boot, seed=seed)
+        s = summarize(np.log(values), n_boot=n_boot, seed=seed, groups=groups)
     return replace(s, mean=math.exp(s.mean) if math.isfinite(s.mean) else math.nan,
                    std=math.exp(s.std) if math.isfinite(s.std) else math.nan,
                    median=math.exp(s.median) if math.isfinite(s.median) else math.nan,
@@ -77,14 +79,28 @@ class Point:
         return math.nan if s is None else float(s.mean)
 
 
-def operating_points(results: Results, n_boot: int = 2000, seed: int = 0) -> list[Point]:
-    """Summarise every method (model, ladder and matched rows), ordered as evaluated."""
+def scene_groups(results: Results) -> np.ndarray:
+    """Scene id of every patch, in patch-index order (for a cluster bootstrap by scene)."""
+    recs = sorted(results.select(method=results.methods()[0]), key=lambda r: int(r["index"]))
+    return np.array([str(r["scene_id"]) for r in recs])
+
+
+def operating_points(
+    results: Results, n_boot: int = 2000, seed: int = 0, groups: np.ndarray | None = None
+) -> list[Point]:
+    """Summarise every method (model, ladder and matched rows), ordered as evaluated.
+
+    ``groups`` (one label per patch, e.g. :func:`scene_groups`) makes every interval a cluster
+    bootstrap: whole scenes are redrawn, since patches of one scene are not independent.
+    """
     points = []
     for method in results.methods():
         recs = sorted(results.select(method=method), key=lambda r: int(r["index"]))
         first = recs[0]
         samples = {k: column(recs, k) for k in (*METRICS, *EXTRA) if k in first}
-        stats = {k: _summary(k, v, n_boot, seed) for k, v in samples.items() if k in METRICS}
+        stats = {
+            k: _summary(k, v, n_boot, seed, groups) for k, v in samples.items() if k in METRICS
+        }
         points.append(
             Point(method, str(first["family"]), str(first["curve"]), str(first["point"]),
                   str(first["role"]), str(first["matched_to"]), len(recs), stats, samples)
@@ -137,6 +153,7 @@ def bd_table(
     anchor_rate: str = "bpp",
     n_boot: int = 1000,
     seed: int = 0,
+    groups: np.ndarray | None = None,
 ) -> list[BDRow]:
     """BD-rate and BD-quality of every other curve against ``anchor``'s ladder.
 
@@ -155,8 +172,8 @@ def bd_table(
         args = (_stack(ref, anchor_rate), _stack(ref, quality), _stack(pts, "bpp"),
                 _stack(pts, quality))  # fmt: skip
         try:
-            rate = bootstrap_bd(*args, kind="rate", n_boot=n_boot, seed=seed)
-            qual = bootstrap_bd(*args, kind="quality", n_boot=n_boot, seed=seed)
+            rate = bootstrap_bd(*args, kind="rate", n_boot=n_boot, seed=seed, groups=groups)
+            qual = bootstrap_bd(*args, kind="quality", n_boot=n_boot, seed=seed, groups=groups)
         except ValueError as e:  # e.g. a non-finite quality on a point: say so, keep the rest
             log.warning("BD of %s against %s (%s) skipped: %s", name, anchor, quality, e)
             continue
@@ -178,7 +195,9 @@ class Delta:
 
 
 def matched_deltas(
-    points: Sequence[Point], keys: Sequence[str] = ("bpp", "psnr", "ssim", "enl_ratio", "epi")
+    points: Sequence[Point],
+    keys: Sequence[str] = ("bpp", "psnr", "ssim", "enl_ratio", "epi"),
+    groups: np.ndarray | None = None,
 ) -> list[Delta]:
     """For each model with a matched classical row, paired deltas per metric."""
     by_method = {p.method: p for p in points}
@@ -191,9 +210,9 @@ def matched_deltas(
             if k in m.samples and k in p.samples:
                 if k in GEOMETRIC:
                     with np.errstate(divide="ignore", invalid="ignore"):
-                        d = _summary(k, m.samples[k] / p.samples[k], 2000, 0)
+                        d = _summary(k, m.samples[k] / p.samples[k], 2000, 0, groups)
                 else:
-                    d = summarize(m.samples[k] - p.samples[k])
+                    d = summarize(m.samples[k] - p.samples[k], groups=groups)
                 out.append(Delta(m.method, p.method, k, m.mean(k), p.mean(k), d, k in GEOMETRIC))
     return out
 

@@ -168,6 +168,21 @@ def _curve(rate: ArrayLike, quality: ArrayLike, name: str, least: int) -> tuple[
     return r[keep], q[keep]
 
 
+def _merge_ties(x: FloatArray, y: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """Average the points that share an abscissa.
+
+    A codec asked for rates below its smallest file returns that file several times, so a
+    ladder (or a bootstrap replicate of it) can hold the same rate twice; one point stands for
+    them. Returns x sorted ascending.
+    """
+    ux, inverse = np.unique(x, return_inverse=True)
+    if ux.size == x.size:
+        order = np.argsort(x, kind="stable")
+        return x[order], y[order]
+    sums = np.bincount(inverse, weights=y)
+    return ux, sums / np.bincount(inverse)
+
+
 def _bd(kind: Kind, ar: ArrayLike, aq: ArrayLike, tr: ArrayLike, tq: ArrayLike) -> BDResult:
     """Shared BD-rate / BD-quality computation; ``kind`` picks the independent variable."""
     ra, qa = _curve(ar, aq, "anchor", 2)
@@ -175,6 +190,10 @@ def _bd(kind: Kind, ar: ArrayLike, aq: ArrayLike, tr: ArrayLike, tq: ArrayLike) 
     xa, ya, xt, yt = (
         (qa, np.log(ra), qt, np.log(rt)) if kind == "rate" else (np.log(ra), qa, np.log(rt), qt)
     )
+    xa, ya = _merge_ties(xa, ya)
+    xt, yt = _merge_ties(xt, yt)
+    if xa.size < 2:
+        raise ValueError(f"anchor curve needs at least 2 distinct points, got {xa.tolist()}")
     anchor = Pchip(xa, ya)
     nan = float("nan")
     if xt.size == 1:
