@@ -137,7 +137,7 @@ def _train(plan: Plan, run: Run, extra: list[str]) -> float:
 
 def readme_block(report_dir: Path, readme: Path, command: str) -> str:
     """The generated README section: the R-D plot and the BD table of the report."""
-    from autoenc.evaluation.report import bd_markdown
+    from autoenc.evaluation.tables import bd_markdown
 
     rel = os.path.relpath(report_dir, readme.parent)
     bd = json.loads((report_dir / "bd.json").read_text())

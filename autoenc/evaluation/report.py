@@ -20,16 +20,12 @@ from typing import Any
 
 import numpy as np
 
-from autoenc.evaluation import plots
+from autoenc.evaluation import plots, tables
 from autoenc.evaluation.records import GALLERY_NAME, Results, _atomic_write, load_gallery
 from autoenc.evaluation.summary import (
-    ANCHOR,
     METRICS,
-    BDRow,
     Point,
     bd_table,
-    matched_deltas,
-    nearest,
     operating_points,
     scene_groups,
 )
@@ -64,127 +60,6 @@ METHOD_TEXT = """\
   coding speckle.
 
 """
-
-
-def _fmt(v: float, digits: int = 3) -> str:
-    return "–" if v is None or not math.isfinite(v) else f"{v:.{digits}f}"
-
-
-def _ci(s: Any, digits: int = 3) -> str:
-    return f"{_fmt(s.mean, digits)} [{_fmt(s.ci_lo, digits)}, {_fmt(s.ci_hi, digits)}]"
-
-
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
-    return "\n".join(lines) + "\n"
-
-
-def _points_table(points: Sequence[Point]) -> str:
-    rows = []
-    for p in points:
-        if p.role == "matched":
-            continue
-        s = p.stats
-        rows.append([
-            p.method, str(p.n), _ci(s["bpp"]), _ci(s["psnr"], 2), _ci(s["ssim"]),
-            _ci(s["enl_ratio"], 2), _ci(s["epi"]), _fmt(s["bias_db"].mean, 2),
-        ])  # fmt: skip
-    head = ["method", "n", "bpp", "PSNR (dB)", "SSIM", "ENL ratio", "EPI", "bias (dB)"]
-    return _table(head, rows)
-
-
-def bd_dicts(rows: Sequence[BDRow]) -> list[dict[str, Any]]:
-    """The BD table as JSON-ready dicts (what ``bd.json`` holds and the README renders)."""
-    return [
-        {"curve": r.curve, "quality": r.quality, "anchor": ANCHOR, "anchor_rate": r.rate_key,
-         "points": r.n_points, "bd_rate": r.bd_rate.to_dict(),
-         "bd_quality": r.bd_quality.to_dict()}
-        for r in rows
-    ]  # fmt: skip
-
-
-def bd_markdown(rows: Sequence[dict[str, Any]]) -> str:
-    """Render BD dicts (from :func:`bd_dicts` or ``bd.json``) as a Markdown table."""
-    if not rows:
-        return "_no JPEG 2000 ladder in these results_\n"
-    out = []
-    for r in rows:
-        br, bq = r["bd_rate"], r["bd_quality"]
-        ov = br["point"]["overlap"]
-        out.append([
-            r["curve"], str(r["points"]), br["point"]["method"],
-            f"{_fmt(br['value'], 1)} % [{_fmt(br['ci_lo'], 1)}, {_fmt(br['ci_hi'], 1)}]",
-            f"{_fmt(bq['value'], 2)} [{_fmt(bq['ci_lo'], 2)}, {_fmt(bq['ci_hi'], 2)}]",
-            "–" if ov is None else f"{ov[0]:.3g}–{ov[1]:.3g}",
-            f"{br['n_overlap']}/{br['n_boot']}",
-        ])  # fmt: skip
-    text = _table(BD_HEAD, out)
-    if any(r["bd_rate"]["point"]["overlap"] is None for r in rows):
-        text += (
-            "\nA dash: no overlap. The curve's quality lies outside the anchor's range (e.g. below "
-            "the quality of JPEG 2000's smallest file), so a BD-rate would need extrapolation; "
-            "the BD-quality, at equal rate, is still defined.\n"
-        )
-    return text
-
-
-BD_HEAD = ["curve vs JPEG 2000", "points", "method", "BD-rate [95 % CI]", "BD-quality [95 % CI]",
-           "overlap (quality)", "replicates with overlap"]  # fmt: skip
-
-
-def _matched_table(points: Sequence[Point], groups: np.ndarray | None) -> str:
-    rows = []
-    for d in matched_deltas(points, groups=groups):
-        delta = f"×{_ci(d.delta)}" if d.ratio else _ci(d.delta)
-        rows.append([d.model, d.key, _fmt(d.model_mean), _fmt(d.anchor_mean), delta])
-    head = ["model", "metric", "model", "JPEG 2000 at the same bpp",
-            "model − J2K (ENL ratio: × model / J2K) [95 % CI]"]  # fmt: skip
-    return _table(head, rows) if rows else "_no matched rows_\n"
-
-
-def _near_one_table(points: Sequence[Point], bpp: float = 1.0) -> str:
-    rows = []
-    for name, p in nearest(points, bpp).items():
-        s = p.stats
-        rows.append([name, p.point, _fmt(p.mean("bpp")), _ci(s["enl_ratio"], 2), _ci(s["epi"]),
-                     _ci(s["psnr"], 2)])  # fmt: skip
-    return _table(["curve", "point", "bpp", "ENL ratio", "EPI", "PSNR (dB)"], rows)
-
-
-def _targeting(points: Sequence[Point]) -> str:
-    """How well the classical codecs hit their targets, and why they missed."""
-    total = hits = 0
-    floor: list[str] = []
-    steps: list[str] = []
-    for p in points:
-        if "hit" not in p.samples or p.family != "classical":
-            continue
-        miss = p.samples["hit"] < 0.5
-        total += miss.size
-        hits += int((~miss).sum())
-        above = miss & (p.samples["bpp"] > p.samples["target_bpp"])  # could not go that low
-        if above.any():
-            floor.append(f"{p.method} ({int(above.sum())}/{miss.size})")
-        if (miss & ~above).any():
-            steps.append(f"{p.method} ({int((miss & ~above).sum())}/{miss.size})")
-    enc = [p.samples["encodes"] for p in points if "encodes" in p.samples]
-    mean_enc = sum(float(e.sum()) for e in enc) / max(1, sum(e.size for e in enc))
-    text = (
-        f"{hits} of {total} classical encodes landed within 3 % of their target bpp, "
-        f"{mean_enc:.2f} encoder calls each on average."
-    )
-    if floor:
-        text += (
-            " Above the target because the codec cannot make a smaller file for that patch "
-            "(its header and minimal codestream): " + ", ".join(floor) + "."
-        )
-    if steps:
-        text += (
-            " Below the target by more than 3 % (file size moves in steps; the closest encode "
-            "not above the target is kept): " + ", ".join(steps) + "."
-        )
-    return text + "\n"
 
 
 def merge(results: Sequence[Results]) -> Results:
@@ -286,19 +161,22 @@ def write_report(
         "## BD-rate against JPEG 2000 (PSNR)\n\n",
         "Negative BD-rate: fewer bits than JPEG 2000 for the same PSNR. BD-quality: PSNR "
         "difference at the same rate (dB). Anchor: JPEG 2000 file bytes (JP2 container).\n\n",
-        bd_markdown(bd_dicts(bd)),
+        tables.bd_markdown(tables.bd_dicts(bd)),
         "\nThe same against the JPEG 2000 **codestream** bytes (no JP2 boxes):\n\n",
-        bd_markdown(bd_dicts(bd_stream)),
+        tables.bd_markdown(tables.bd_dicts(bd_stream)),
         "\nWith SSIM as the quality (BD-quality in SSIM units):\n\n",
-        bd_markdown(bd_dicts(bd_ssim)),
+        tables.bd_markdown(tables.bd_dicts(bd_ssim)),
         "\n## Rate-distortion\n\n![R-D curves](rd.png)\n\n",
-        "Operating points (mean [95 % CI] over patches; ENL ratio: geometric mean):\n\n",
-        _points_table(points),
+        "Operating points: mean ± std over patches [95 % CI of the mean]; ENL ratios: geometric "
+        "mean ×/÷ geometric std [CI].\n\n",
+        tables.points_table(points, tables.MAIN_COLUMNS),
+        "\nThe other metrics, same format (MS-SSIM needs sides ≥ 176 px):\n\n",
+        tables.points_table(points, tables.MORE_COLUMNS),
         "\n## Each model against JPEG 2000 at its own bit rate, patch by patch\n\n",
-        _matched_table(points, groups),
+        tables.matched_table(points, groups),
         "\n## SAR metrics near 1 bpp\n\n",
         "Each curve's operating point closest to 1 bpp (in log rate):\n\n",
-        _near_one_table(points),
+        tables.near_one_table(points),
     ]
     if shown:
         parts += [
@@ -309,11 +187,11 @@ def write_report(
             "[0, 1] window, 0 … 0.3.\n\n",
         ]
         parts += [f"Patch {idx}:\n\n![gallery, patch {idx}]({name})\n\n" for idx, name in shown]
-    parts += ["\n## Rate targeting of the classical codecs\n\n", _targeting(points)]
+    parts += ["\n## Rate targeting of the classical codecs\n\n", tables.targeting(points)]
     parts += [
         "\n## Provenance\n\n",
         f"- evaluation: autoenc {meta.get('autoenc')}, device {meta.get('device')}, "
-        f"{_fmt(meta.get('seconds', math.nan), 1)} s\n",
+        f"{tables.fmt(meta.get('seconds', math.nan), 1)} s\n",
         f"- codecs: {', '.join(meta.get('codecs', []))}; ladder {meta.get('ladder')} bpp\n",
     ]
     if timing:
@@ -327,8 +205,8 @@ def write_report(
               for m in meta.get("models", [])]  # fmt: skip
     text = "".join(parts)
     _write_points_csv(points, out / "points.csv")
-    tables = {"psnr": bd, "psnr_codestream": bd_stream, "ssim": bd_ssim}
-    _write_json({k: bd_dicts(v) for k, v in tables.items()}, out / "bd.json")
+    bd_tables = {"psnr": bd, "psnr_codestream": bd_stream, "ssim": bd_ssim}
+    _write_json({k: tables.bd_dicts(v) for k, v in bd_tables.items()}, out / "bd.json")
     summary = {k: meta.get(k) for k in ("dataset", "split", "n", "scenes", "looks", "sigma_db",
                                         "psnr_cap", "window_db", "seconds")}  # fmt: skip
     summary["timing"] = timing
@@ -370,7 +248,6 @@ def _write_json(doc: Any, path: Path) -> None:
 
 def _to_tensorboard(logdir: Path, figs: dict[str, Path]) -> None:
     """Add the report's figures as images to a TensorBoard run in ``logdir``."""
-    import numpy as np
     from matplotlib.image import imread
     from torch.utils.tensorboard import SummaryWriter
 
