@@ -15,6 +15,7 @@ import csv
 import json
 import math
 import re
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -162,12 +163,26 @@ def test_readme_block_renders_from_report(evaluated: Path, tmp_path: Path) -> No
         update_readme(no_markers, "x")
 
 
+def test_missing_extra_is_a_clear_error(
+    tiny_root: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setitem(sys.modules, "imagecodecs", None)  # as if autoenc[codecs] were absent
+    argv = ["evaluate", "--data", str(tiny_root), "--out", str(tmp_path / "r"), "--quiet"]
+    assert main([*argv, "--codecs", "jpegxl"]) == 2
+    assert "autoenc[codecs]" in caplog.text
+
+
 def test_bad_inputs(tiny_root: Path, ckpts: dict[str, Path], tmp_path: Path) -> None:
     out = tmp_path / "r"
     base = ["evaluate", "--data", str(tiny_root), "--out", str(out), "--quiet"]
     assert main([*base, "--codecs", "nosuchcodec"]) == 2
     assert main([*base, "--model", f"x={tmp_path / 'missing.ckpt'}"]) == 3
     assert main([*base, "--ladder", "0", "--codecs", "jpeg2000"]) == 2
+    plain = ckpts["plain"]
+    assert main([*base, "--model", f"a={plain}", "--model", f"a={plain}"]) == 2  # same name
     assert main(["evaluate", "--data", str(tmp_path), "--out", str(out)]) == 2
     assert not (out / "results.json").exists()
     assert main(["report", str(tmp_path / "nothing"), "--out", str(out)]) == 2

@@ -95,7 +95,7 @@ def evaluate_main(argv: list[str] | None = None) -> int:
     except ModelError as e:
         log.error("autoenc evaluate: %s", e)
         return 3
-    except (FileNotFoundError, ValueError) as e:
+    except (FileNotFoundError, ValueError, ImportError) as e:  # ImportError: a missing extra
         if os.environ.get("AUTOENC_DEBUG"):
             raise
         log.error("autoenc evaluate: %s", e)

@@ -147,6 +147,9 @@ def evaluate(cfg: EvalConfig, out: Path, progress: bool = False) -> Results:
         raise ValueError(f"nothing to evaluate: limit={cfg.limit}")
     if any(r <= 0 or not math.isfinite(r) for r in cfg.ladder):
         raise ValueError(f"ladder rates must be finite and > 0, got {list(cfg.ladder)}")
+    names = [m.name for m in cfg.models]
+    if len(set(names)) != len(names) or len(set(cfg.codecs)) != len(cfg.codecs):
+        raise ValueError(f"model names and codecs must be unique, got {names} and {cfg.codecs}")
     device = torch.device(cfg.device)
     codecs = {name: get_codec(name) for name in cfg.codecs}
     models = [LearnedCodec(m.path, m.name, device) for m in cfg.models]
