@@ -244,3 +244,18 @@ def test_report_cluster_bootstrap_by_scene(evaluated: Path, tmp_path: Path) -> N
     )
     bd = json.loads((out / "bd.json").read_text())
     assert all(r["bd_rate"]["n_groups"] == 2 for r in bd["psnr"])
+
+
+def test_learned_rate_counts_the_container_framing(tmp_path: Path) -> None:
+    """The bytes a patch costs in an .aec file: its TILE payload plus the chunk framing."""
+    from autoenc.codec.container import ContainerWriter
+    from autoenc.evaluation.learned import CHUNK_FRAMING_BYTES
+
+    sizes = []
+    for chunks in (1, 2):
+        path = tmp_path / f"{chunks}.aec"
+        with ContainerWriter(path, {"kind": "test"}) as out:
+            for _ in range(chunks):
+                out.add_chunk(b"TILE", b"x" * 100)
+        sizes.append(path.stat().st_size)
+    assert sizes[1] - sizes[0] == 100 + CHUNK_FRAMING_BYTES
