@@ -124,6 +124,8 @@ def _train(plan: Plan, run: Run, extra: list[str]) -> float:
     if last.exists():
         argv.append(f"--ckpt_path={last}")
     folder.mkdir(parents=True, exist_ok=True)
+    log.info("  %-18s training (%s; log: %s)", run.name, "resuming" if last.exists() else "new",
+             folder / "fit.log")  # fmt: skip
     t0 = time.perf_counter()
     with open(folder / "fit.log", "ab") as f:
         rc = subprocess.call(argv, stdout=f, stderr=subprocess.STDOUT)
