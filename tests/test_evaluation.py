@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import math
 import re
 import sys
@@ -259,3 +260,32 @@ def test_learned_rate_counts_the_container_framing(tmp_path: Path) -> None:
                 out.add_chunk(b"TILE", b"x" * 100)
         sizes.append(path.stat().st_size)
     assert sizes[1] - sizes[0] == 100 + CHUNK_FRAMING_BYTES
+
+
+def test_compare_trains_resumes_and_skips(
+    tiny_root: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`autoenc compare` end to end on the tiny data: train, report; resume after a crash; skip."""
+    caplog.set_level(logging.INFO, logger="autoenc.compare")
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(
+        f"data: {{root: {tiny_root}}}\nlogs: {tmp_path / 'logs'}\nout: {tmp_path / 'out'}\n"
+        "overlay: [configs/compare/cpu_train.yaml]\n"
+        "runs:\n  - name: plain\n    config: configs/plain.yaml\n"
+        "    args: [--model.model.init_args.base_channels=4, --trainer.max_epochs=1,"
+        " --data.batch_size=4, --data.crop_size=32, --trainer.precision=32-true,"
+        " --trainer.check_val_every_n_epoch=1]\n"
+        "evaluate: {codecs: [jpeg2000], ladder: [1.5, 3, 6], gallery: 1}\n"
+    )
+    assert main(["compare", str(plan)]) == 0
+    assert "plain              training (new" in caplog.text
+    assert (tmp_path / "out" / "report.md").is_file()
+    timing = json.loads((tmp_path / "out" / "timing.json").read_text())
+    assert set(timing["train_s"]) == {"plain"} and timing["evaluate_s"] > 0
+    (tmp_path / "logs" / "plain" / "DONE").unlink()  # as if it had died after its checkpoint
+    caplog.clear()
+    assert main(["compare", str(plan)]) == 0
+    assert "plain              training (resuming" in caplog.text
+    caplog.clear()
+    assert main(["compare", str(plan)]) == 0
+    assert "already trained" in caplog.text
