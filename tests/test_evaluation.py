@@ -289,3 +289,19 @@ def test_compare_trains_resumes_and_skips(
     caplog.clear()
     assert main(["compare", str(plan)]) == 0
     assert "already trained" in caplog.text
+
+
+def test_report_merges_result_folders(
+    tiny_root: Path, ckpts: dict[str, Path], tmp_path: Path
+) -> None:
+    """Codecs and models evaluated separately report together; the same method twice is refused."""
+    base = ["evaluate", "--data", str(tiny_root), "--quiet", "--looks", "4.4", "--gallery", "1"]
+    a, b = tmp_path / "codecs", tmp_path / "models"
+    assert main([*base, "--ladder", *LADDER, "--out", str(a)]) == 0
+    assert main([*base, "--codecs", "--model", f"plain={ckpts['plain']}", "--out", str(b)]) == 0
+    out = tmp_path / "rep"
+    assert main(["report", str(a), str(b), "--out", str(out), "--n-boot", "50"]) == 0
+    bd = json.loads((out / "bd.json").read_text())
+    assert [r["curve"] for r in bd["psnr"]] == ["plain"]
+    assert (out / "gallery.png").is_file()  # the model's patches come from the second folder
+    assert main(["report", str(a), str(a), "--out", str(out)]) == 2

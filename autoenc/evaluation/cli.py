@@ -141,12 +141,11 @@ def report_main(argv: list[str] | None = None) -> int:
         if args.n_boot < 10:
             raise ValueError(f"--n-boot must be >= 10, got {args.n_boot}")
         results = merge([Results.load(p) for p in args.results])
-        first = args.results[0]
         path = write_report(
             results,
             args.out,
             n_boot=args.n_boot,
-            gallery_dir=first if first.is_dir() else first.parent,
+            gallery_dirs=[p if p.is_dir() else p.parent for p in args.results],
             tb_logdir=args.tb_logdir,
             cluster=args.cluster,
         )

@@ -102,7 +102,7 @@ def write_report(
     results: Results,
     out: Path,
     n_boot: int = 1000,
-    gallery_dir: Path | None = None,
+    gallery_dirs: Sequence[Path] = (),
     tb_logdir: Path | None = None,
     timing: dict[str, Any] | None = None,
     cluster: str = "patch",
@@ -130,7 +130,9 @@ def write_report(
     title = f"{meta.get('dataset')} · {meta.get('split')} split · n = {meta.get('n')} patches"
     plots.save(plots.rd_figure(points, cap, title), out / "rd.png")
     figs = {"rd": out / "rd.png"}
-    gallery = load_gallery((gallery_dir or out) / GALLERY_NAME)
+    gallery: dict[str, np.ndarray] = {}
+    for d in gallery_dirs or [out]:  # merged results: every folder's kept patches
+        gallery.update(load_gallery(d / GALLERY_NAME))
     originals = sorted(int(k.split("/")[1]) for k in gallery if k.startswith("original/"))
     shown: list[tuple[int, str]] = []  # (patch index, PNG name)
     for k, idx in enumerate(originals):
