@@ -5,7 +5,8 @@
 ``results.json`` holds ``{"meta": {...}, "records": [...]}`` and is what ``autoenc report``
 reads; ``samples.csv`` holds the same records for spreadsheets and pandas. Non-finite values
 are written as JSON ``null`` (CSV: empty) and read back as NaN. Both files are written to a
-temporary name and renamed, so an interrupted run never leaves a half-written result.
+temporary name and renamed (the dataset writer's ``_atomic_write``), so an interrupted run
+never leaves a half-written result.
 """
 
 from __future__ import annotations
@@ -14,14 +15,14 @@ import csv
 import io
 import json
 import math
-import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from autoenc.data.dataset_format import _atomic_write
 
 RESULTS_NAME = "results.json"
 CSV_NAME = "samples.csv"
@@ -31,24 +32,21 @@ FORMAT = "autoenc-eval/1"
 KEY_COLUMNS = ("method", "family", "curve", "point", "role", "matched_to", "index", "scene_id")
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; results are meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temp file and a rename (readable by everyone)."""
+    _atomic_write(path, lambda f: f.write(data))
 
 
-def _clean(v: Any) -> Any:
+def jsonable(v: Any) -> Any:
+    """``v`` with non-finite floats as ``None`` and numpy scalars as Python ones, recursively."""
+    if isinstance(v, np.generic):
+        v = v.item()
     if isinstance(v, float) and not math.isfinite(v):
         return None
-    if isinstance(v, np.generic):
-        return _clean(v.item())
+    if isinstance(v, dict):
+        return {k: jsonable(x) for k, x in v.items()}
+    if isinstance(v, list | tuple):
+        return [jsonable(x) for x in v]
     return v
 
 
@@ -92,17 +90,17 @@ class Results:
         """Write ``results.json`` and ``samples.csv`` into ``out`` (atomically each)."""
         doc = {
             "format": FORMAT,
-            "meta": {k: _clean(v) for k, v in self.meta.items()},
-            "records": [{k: _clean(v) for k, v in r.items()} for r in self.records],
+            "meta": jsonable(self.meta),
+            "records": [jsonable(r) for r in self.records],
         }
         text = json.dumps(doc, indent=1, allow_nan=False, sort_keys=False)
         buf = io.StringIO()
         writer = csv.DictWriter(buf, fieldnames=self.columns(), lineterminator="\n")
         writer.writeheader()
         for r in self.records:
-            writer.writerow({k: "" if _clean(v) is None else v for k, v in r.items()})
-        _atomic_write(out / CSV_NAME, buf.getvalue().encode())
-        _atomic_write(out / RESULTS_NAME, text.encode())
+            writer.writerow({k: "" if jsonable(v) is None else v for k, v in r.items()})
+        write_bytes(out / CSV_NAME, buf.getvalue().encode())
+        write_bytes(out / RESULTS_NAME, text.encode())
 
     @classmethod
     def load(cls, path: Path) -> Results:
@@ -148,7 +146,7 @@ def save_gallery(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
     """Reconstructions kept for the gallery, as uint16 codes in one compressed ``.npz``."""
     buf = io.BytesIO()
     np.savez_compressed(buf, **dict(arrays))  # type: ignore[arg-type]
-    _atomic_write(path, buf.getvalue())
+    write_bytes(path, buf.getvalue())
 
 
 def load_gallery(path: Path) -> dict[str, np.ndarray]:

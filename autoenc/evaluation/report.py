@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from autoenc.evaluation import plots, tables
-from autoenc.evaluation.records import GALLERY_NAME, Results, _atomic_write, load_gallery
+from autoenc.evaluation.records import GALLERY_NAME, Results, jsonable, load_gallery, write_bytes
 from autoenc.evaluation.summary import (
     METRICS,
     Point,
@@ -213,7 +213,7 @@ def write_report(
                                         "psnr_cap", "window_db", "seconds")}  # fmt: skip
     summary["timing"] = timing
     _write_json(summary, out / "summary.json")
-    _atomic_write(out / "report.md", text.encode())
+    write_bytes(out / "report.md", text.encode())
     if tb_logdir is not None:
         _to_tensorboard(tb_logdir, figs)
     return out / "report.md"
@@ -230,22 +230,12 @@ def _write_points_csv(points: Sequence[Point], path: Path) -> None:
                 s = p.stats[k]
                 w.writerow([p.method, p.family, p.curve, p.point, p.role, p.matched_to, p.n, k,
                             s.mean, s.std, s.median, s.ci_lo, s.ci_hi, s.n_nan])  # fmt: skip
-    _atomic_write(path, buf.getvalue().encode())
+    write_bytes(path, buf.getvalue().encode())
 
 
 def _write_json(doc: Any, path: Path) -> None:
     """JSON with NaN written as null (strict JSON), atomically."""
-
-    def clean(v: Any) -> Any:
-        if isinstance(v, float) and not math.isfinite(v):
-            return None
-        if isinstance(v, dict):
-            return {k: clean(x) for k, x in v.items()}
-        if isinstance(v, list | tuple):
-            return [clean(x) for x in v]
-        return v
-
-    _atomic_write(path, json.dumps(clean(doc), indent=1, allow_nan=False).encode())
+    write_bytes(path, json.dumps(jsonable(doc), indent=1, allow_nan=False).encode())
 
 
 def _to_tensorboard(logdir: Path, figs: dict[str, Path]) -> None:

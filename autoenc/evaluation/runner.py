@@ -162,10 +162,12 @@ def evaluate(cfg: EvalConfig, out: Path, progress: bool = False) -> Results:
     codes = np.stack([np.asarray(dataset[i]["image"][0]) for i in range(n)])  # (N, P, P) uint16
     masks = torch.stack([dataset.mask(i) for i in range(n)])  # (N, 1, P, P) bool
     scene_ids = [dataset.scene_of(i) for i in range(n)]
-    x_all = decode(torch.from_numpy(codes.astype(np.int32))[:, None])  # (N, 1, P, P) float32
+    # (N, 1, P, P) float32 and bool, moved to the device once for every method's metrics
+    x_all = decode(torch.from_numpy(codes.astype(np.int32))[:, None]).to(device)
+    masks = masks.to(device)
     looks = cfg.looks
     if looks is None:
-        looks = estimate_looks(unit_to_intensity(x_all.to(device), window), valid=masks.to(device))
+        looks = estimate_looks(unit_to_intensity(x_all, window), valid=masks)
     results = Results(
         meta={
             "autoenc": autoenc.__version__,
@@ -249,8 +251,7 @@ class _Run:
 
     def _score(self, rows: dict[str, list[Any]], x_hat: Tensor, sl: slice, key: str) -> None:
         """Every metric of one batch, on the device; keep its gallery patches."""
-        x = self.x_all[sl].to(self.device)
-        valid = self.masks[sl].to(self.device)
+        x, valid = self.x_all[sl], self.masks[sl]  # already on the device
         m = evaluate_batch(x_hat.to(self.device), x, self.window, self.looks, valid=valid)
         for k, v in m.items():
             rows.setdefault(k, []).extend(v.double().cpu().tolist())
