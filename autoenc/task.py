@@ -11,6 +11,7 @@ the checkpoint's hyper-parameters as ``{"class_path", "init_args"}``, so
 from __future__ import annotations
 
 import importlib
+import logging
 import math
 from collections.abc import Mapping
 from typing import Any, Literal
@@ -19,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch import LightningModule
 from lightning.pytorch.utilities.types import OptimizerLRSchedulerConfig
-from torch import Tensor
+from torch import Tensor, nn
 from torchmetrics.functional.image import structural_similarity_index_measure
 from typing_extensions import override
 
@@ -83,6 +84,26 @@ def warmup_cosine(step: int, warmup: int, total: int) -> float:
         return (step + 1) / (warmup + 1)
     progress = min((step - warmup) / max(total - warmup, 1), 1.0)
     return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+log = logging.getLogger(__name__)
+
+
+def channels_last_unsafe(model: nn.Module) -> list[str]:
+    """Names of the convolutions that must not run in channels-last format.
+
+    Strided 1x1 convolutions whose input channels are not a multiple of 8: their weight-gradient
+    kernel on CPU writes out of bounds in channels-last format (heap corruption, a crash a few
+    steps later; torch 2.13.0+cpu). Such narrow layers gain nothing from channels-last anyway.
+    """
+    return [
+        name
+        for name, m in model.named_modules()
+        if isinstance(m, nn.Conv2d)
+        and tuple(m.kernel_size) == (1, 1)
+        and max(m.stride) > 1
+        and m.in_channels % 8
+    ]
 
 
 class CompressionTask(LightningModule):
@@ -160,8 +181,17 @@ class CompressionTask(LightningModule):
         self.plateau_patience = plateau_patience
         self.warmup_steps = warmup_steps
         self.max_nonfinite_steps = max_nonfinite_steps
-        self.channels_last = channels_last
-        if channels_last:
+        unsafe = channels_last_unsafe(model) if channels_last else []
+        if unsafe:
+            log.warning(
+                "channels_last switched off for this model: torch's CPU kernel for the backward "
+                "pass of strided 1x1 convolutions with input channels not a multiple of 8 "
+                "corrupts memory in channels-last format (torch 2.13, seen on AMD EPYC); "
+                "affected layers: %s",
+                ", ".join(unsafe[:4]) + (" ..." if len(unsafe) > 4 else ""),
+            )
+        self.channels_last = channels_last and not unsafe
+        if self.channels_last:
             self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         if compile:
             self.model.compile()  # nn.Module.compile: in place, state_dict keys unchanged

@@ -158,3 +158,20 @@ def test_rate_is_fp32_under_bf16_autocast(name: str) -> None:
     assert out["x_hat"].dtype == torch.bfloat16  # the transforms did run in bf16
     assert all(v.dtype == torch.float32 for v in out["likelihoods"].values())
     assert bpp.dtype == torch.float32 and torch.isfinite(bpp)
+
+
+def test_channels_last_is_refused_for_narrow_strided_1x1_convs() -> None:
+    """torch 2.13's CPU weight-grad kernel corrupts memory there (a crash a few steps later)."""
+    from autoenc.models import create_model
+    from autoenc.task import CompressionTask, channels_last_unsafe
+
+    narrow = create_model("ResidualAutoencoder", base_channels=4)
+    assert channels_last_unsafe(narrow)  # projection shortcuts 4 -> 4, stride 2
+    task = CompressionTask(model=narrow, channels_last=True)
+    assert task.channels_last is False
+    x = torch.rand(2, 1, 32, 32)
+    for _ in range(3):  # would abort the process with channels-last on the affected CPUs
+        task(x)["x_hat"].mean().backward()
+    wide = create_model("ResidualAutoencoder", base_channels=8)
+    assert channels_last_unsafe(wide) == []
+    assert CompressionTask(model=wide, channels_last=True).channels_last is True
