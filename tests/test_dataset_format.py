@@ -160,3 +160,47 @@ def test_split_determinism() -> None:
     for n in (3, 4, 5):
         s, _ = split_scenes([f"x{i}" for i in range(n)], seed=0)
         assert set(s.values()) == {"train", "val", "test"}
+
+
+def test_truth_round_trips_through_the_dataset(tiny: Path) -> None:
+    """Every truth patch is the generator's reflectivity at the patch's origin, coded alike."""
+    from autoenc.data.patches import PatchDataset
+    from autoenc.data.sar import db_to_unit, unit_to_uint16
+    from autoenc.data.synth import synth_scene
+    from autoenc.data.synth_geotiff import scene_rng
+
+    m = read_manifest(tiny)
+    assert m["truth"]["kind"] == "reflectivity" and m["truth"]["product"] == "grdh"
+    assert m["source"]["speckle"]["product"] == "grdh"
+    ds = PatchDataset(tiny, m["shards"])
+    assert ds.has_truth
+    index = 0
+    for s in m["shards"]:
+        i = int(s["scene_id"].rsplit("_", 1)[1])
+        _, truth_db = synth_scene(64, rng=scene_rng(7, i))
+        want = unit_to_uint16(db_to_unit(truth_db, -25.0, 5.0))
+        for r, c in s["origins"]:
+            got = ds.truth(index)
+            assert got is not None
+            np.testing.assert_array_equal(got[0].numpy(), want[r : r + 32, c : c + 32])
+            image = ds[index]["image"][0].numpy().astype(np.float64)
+            assert not np.array_equal(image, got[0].numpy())  # the image is speckled
+            index += 1
+    assert index == len(ds)
+
+
+def test_truth_damage_detected_and_real_data_has_none(tiny: Path, tmp_path: Path) -> None:
+    from autoenc.data.patches import PatchDataset
+
+    d = _copy(tiny, tmp_path / "c")
+    m = read_manifest(d)
+    f = d / m["shards"][1]["truth_file"]
+    f.write_bytes(f.read_bytes()[:-64])
+    with pytest.raises(ValueError, match=f"truth {f}"):
+        validate_shards(d, m)
+    f.unlink()
+    with pytest.raises(FileNotFoundError, match="truth file missing"):
+        validate_shards(d, m)
+    bare = [{k: v for k, v in s.items() if not k.startswith("truth_")} for s in m["shards"]]
+    ds = PatchDataset(d, bare)
+    assert not ds.has_truth and ds.truth(0) is None

@@ -207,23 +207,38 @@ def validate_shards(root: Path, manifest: dict[str, Any], check_hash: bool = Fal
                     f"shard {path} sha256 {digest} does not match manifest {s['sha256']}"
                 )
         if "mask_file" in s:
-            _validate_mask(root, s, (int(s["num_patches"]), 1, p, (p + 7) // 8), check_hash)
+            mask_shape = (int(s["num_patches"]), 1, p, (p + 7) // 8)
+            _validate_companion(root, s, "mask", mask_shape, np.dtype(np.uint8), check_hash)
+        if "truth_file" in s:  # synthetic data: the clean reflectivity, coded like the shard
+            _validate_companion(root, s, "truth", want, np.dtype(STORAGE_DTYPE), check_hash)
     log.debug("validated %d shards under %s", len(manifest["shards"]), root)
 
 
-def _validate_mask(root: Path, s: dict[str, Any], want: tuple[int, ...], check_hash: bool) -> None:
-    """Check a shard's bit-packed validity mask like the shard itself."""
-    path = root / s["mask_file"]
+def _validate_companion(
+    root: Path,
+    s: dict[str, Any],
+    what: str,
+    want: tuple[int, ...],
+    dtype: np.dtype,
+    check_hash: bool,
+) -> None:
+    """Check a per-shard companion array (``mask`` or ``truth``) like the shard itself.
+
+    The entry holds ``<what>_file``, ``<what>_nbytes`` and ``<what>_sha256``.
+    """
+    path = root / s[f"{what}_file"]
     if not path.is_file():
-        raise FileNotFoundError(f"mask file missing: {path}")
+        raise FileNotFoundError(f"{what} file missing: {path}")
     size = path.stat().st_size
-    if size != int(s["mask_nbytes"]):
-        raise ValueError(f"mask {path} is {size} bytes, manifest says {s['mask_nbytes']}")
-    shape, dtype, fortran, offset = read_npy_header(path)
-    if shape != want or dtype != np.uint8 or fortran or size < offset + int(np.prod(shape)):
-        raise ValueError(f"mask {path} has shape {shape} dtype {dtype}, expected {want} uint8")
-    if check_hash and file_sha256(path) != s["mask_sha256"]:
-        raise ValueError(f"mask {path} sha256 does not match the manifest")
+    if size != int(s[f"{what}_nbytes"]):
+        raise ValueError(f"{what} {path} is {size} bytes, manifest says {s[f'{what}_nbytes']}")
+    shape, got, fortran, offset = read_npy_header(path)
+    if shape != want or got != dtype or fortran:
+        raise ValueError(f"{what} {path} has shape {shape} dtype {got}, expected {want} {dtype}")
+    if size < offset + int(np.prod(shape)) * dtype.itemsize:
+        raise ValueError(f"{what} {path} is truncated: {size} bytes")
+    if check_hash and file_sha256(path) != s[f"{what}_sha256"]:
+        raise ValueError(f"{what} {path} sha256 does not match the manifest")
 
 
 def split_scenes(

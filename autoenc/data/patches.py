@@ -153,6 +153,28 @@ class PatchDataset(Dataset[dict[str, Any]]):
         bits = np.unpackbits(np.asarray(arr[offset]), axis=-1, count=p)  # (1, P, P) uint8
         return torch.from_numpy(bits.astype(bool))
 
+    @property
+    def has_truth(self) -> bool:
+        """True when every shard has clean-truth patches (synthetic data; real data has none)."""
+        return bool(self.shards) and all("truth_file" in s for s in self.shards)
+
+    def truth(self, index: int) -> Tensor | None:
+        """(1, P, P) uint16 codes of the noise-free reflectivity of a whole stored patch.
+
+        Same window and encoding as the image (see the manifest's ``truth`` record); ``None``
+        when the shard has no truth. Ignores crop/augment.
+        """
+        shard, offset = self.locate(index)
+        entry = self.shards[shard]
+        if "truth_file" not in entry:
+            return None
+        key = -(1 << 30) - shard  # truth shares the cache with its own negative keys
+        arr = self._cache.get(key)
+        if arr is None:
+            arr = np.load(self.root / entry["truth_file"], mmap_mode="r")
+            self._cache[key] = arr
+        return torch.from_numpy(np.array(arr[offset]))
+
     def image(self, index: int) -> Tensor:
         """Decoded (1, h, w) float32 patch in [0, 1] (with this dataset's crop/augmentation)."""
         return decode(self[index]["image"])

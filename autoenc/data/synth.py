@@ -2,19 +2,24 @@
 # Licensed under the MIT License.
 """Sentinel-1-like synthetic SAR scenes for training without real data.
 
-Scenes combine a piecewise-smooth reflectivity map (land-cover regions,
-agricultural parcels, texture, rivers, roads, point targets) with fully
-developed multiplicative Gamma speckle, so a compression model sees the same
-kinds of structure and noise statistics as on GRD intensity images.
-Everything is numpy-only and driven by one ``np.random.Generator``.
+A scene is a noise-free reflectivity map (the *truth*) seen through the SAR imaging chain of
+:mod:`autoenc.data.speckle` (correlated speckle of IW GRDH by default). The reflectivity has
+the content and the dynamic range of real scenes: land-cover regions and agricultural parcels
+with sub-pixel (anti-aliased) boundaries, forest and urban texture, rivers and roads, calm water
+below the usual σ⁰ window (a configurable share of pixels below −25 dB) and point targets
+(ships, corner reflectors, urban double bounce) far above it (a configurable share above
++5 dB). Everything is numpy-only and driven by one ``np.random.Generator``.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
+
+from autoenc.data.speckle import PRODUCTS, SpeckleModel, chain_speckle
 
 #: Land-cover classes: (name, probability, dB range of the class mean,
 #: texture amplitude range in dB, smooth-variation amplitude range in dB).
@@ -28,10 +33,37 @@ LAND_COVER: tuple[
 )
 _WATER, _FIELDS, _FOREST, _URBAN = range(4)
 
-#: Low-resolution factor for region labelling (upsampled by nearest neighbour).
-_LABEL_FACTOR = 4
+#: Region labelling runs at full resolution (the historic 4-px label grid made staircases).
+_LABEL_FACTOR = 1
 #: Reference side length the feature densities are specified for.
 _REF_SIDE = 1024.0
+#: Thresholds of the dynamic-range shares (σ⁰ dB): what the usual window (−25, 5) clips.
+BRIGHT_DB = 5.0
+DARK_DB = -25.0
+#: Diffuse (non-target) urban backscatter stays below this, so only point targets pass +5 dB.
+_DIFFUSE_MAX_DB = 4.0
+
+
+@dataclass(frozen=True)
+class SceneContent:
+    """What a synthetic scene contains beyond its land cover.
+
+    Attributes:
+        bright_fraction: share of pixels of the truth above :data:`BRIGHT_DB` (point targets:
+            ships, corner reflectors, urban double bounce); reached exactly up to one target.
+        dark_fraction: share of calm water below :data:`DARK_DB` (one sea/lake body whose
+            outline is a level set of a smooth field, so its area is exact up to its
+            anti-aliased rim).
+    """
+
+    bright_fraction: float = 0.002
+    dark_fraction: float = 0.03
+
+    def __post_init__(self) -> None:
+        for name in ("bright_fraction", "dark_fraction"):
+            v = getattr(self, name)
+            if not 0.0 <= v <= 0.5:
+                raise ValueError(f"{name} must be in [0, 0.5], got {v!r}")
 
 
 def _shape(size: int | tuple[int, int]) -> tuple[int, int]:
@@ -156,30 +188,111 @@ def _curve_mask(
     return m
 
 
+def _blur3(a: NDArray[np.float32]) -> NDArray[np.float32]:
+    """Separable [1, 2, 1] / 4 blur with replicated edges (anti-aliasing of a sharp map)."""
+    p = np.pad(a, 1, mode="edge")
+    v = 0.25 * p[:-2] + 0.5 * p[1:-1] + 0.25 * p[2:]
+    return (0.25 * v[:, :-2] + 0.5 * v[:, 1:-1] + 0.25 * v[:, 2:]).astype(np.float32)
+
+
+def _soft_cap(db: NDArray[np.float32], knee: float = 0.0) -> NDArray[np.float32]:
+    """Compress diffuse backscatter above ``knee`` smoothly below :data:`_DIFFUSE_MAX_DB`.
+
+    ``knee + (M - knee) tanh((x - knee) / (M - knee))``: identity to first order at the knee,
+    texture kept (no plateau), and nothing diffuse reaches +5 dB, so the bright share is the
+    point targets' alone.
+    """
+    span = np.float32(_DIFFUSE_MAX_DB - knee)
+    soft = np.float32(knee) + span * np.tanh((db - np.float32(knee)) / span)
+    return np.where(db > knee, soft, db).astype(np.float32)
+
+
+def _to_lin(db: NDArray[np.float32]) -> NDArray[np.float32]:
+    return np.power(np.float32(10.0), db / np.float32(10.0)).astype(np.float32)
+
+
+def _to_db(lin: NDArray[np.float32]) -> NDArray[np.float32]:
+    return (10.0 * np.log10(np.maximum(lin, np.float32(1e-30)))).astype(np.float32)
+
+
+def _antialias_with_sea(
+    db: NDArray[np.float32], fraction: float, rng: np.random.Generator
+) -> NDArray[np.float32]:
+    """Anti-alias the sharp map (in linear intensity) and lay one calm-water body into it.
+
+    The sea is a level set of a smooth field; its level is refined once so that, after the
+    anti-aliased rim, the share of pixels below :data:`DARK_DB` is ``fraction``.
+    """
+    land = _to_lin(db)
+    if fraction <= 0:
+        return _to_db(_blur3(land))
+    h, w = db.shape
+    field = smooth_noise((h, w), (max(2, h // 256), max(2, w // 256)), rng)
+    level = rng.uniform(-29.0, -26.5) + 0.8 * smooth_noise((h, w), (2, 2), rng)
+    sea_lin = _to_lin(np.minimum(level, DARK_DB - 0.5).astype(np.float32))
+    want = fraction
+    out = land
+    for _ in range(3):  # the rim loses a little area each time; two refinements suffice
+        m = (field > np.quantile(field, 1.0 - min(want, 0.999))).astype(np.float32)
+        out = _blur3(land * (1 - m) + sea_lin * m)
+        got = float((out < _to_lin(np.array([DARK_DB], np.float32))[0]).mean())
+        if got <= 0 or abs(got - fraction) <= 0.02 * fraction:
+            break
+        want *= fraction / got
+    return _to_db(out)
+
+
+#: Cumulative shares of the point-target kinds: urban, ship, anywhere.
+_TARGET_MIX = np.array([0.5, 0.65])
+
+
 def _point_targets(
-    refl_db: NDArray[np.float32], urban: NDArray[np.bool_], rng: np.random.Generator
+    db: NDArray[np.float32],
+    urban: NDArray[np.bool_],
+    water: NDArray[np.bool_],
+    fraction: float,
+    rng: np.random.Generator,
 ) -> None:
-    """Add 1-3 px bright scatterers 10-30 dB above the local background, in place."""
-    h, w = refl_db.shape
-    n_bg = rng.poisson(2e-5 * h * w)
-    ys = list(rng.integers(0, h, n_bg))
-    xs = list(rng.integers(0, w, n_bg))
-    uy, ux = np.nonzero(urban)
-    if uy.size:
-        pick = rng.integers(0, uy.size, rng.poisson(3e-4 * uy.size))
-        ys += list(uy[pick])
-        xs += list(ux[pick])
-    if not ys:  # guarantee at least one target so every scene has one
-        ys, xs = [int(rng.integers(0, h))], [int(rng.integers(0, w))]
-    for y, x in zip(ys, xs, strict=True):
-        s = int(rng.integers(1, 4))
-        y0, x0 = min(int(y), h - s), min(int(x), w - s)
-        boost = np.float32(rng.uniform(10.0, 30.0))
-        refl_db[y0 : y0 + s, x0 : x0 + s] = refl_db[y, x] + boost
+    """Add point targets at +8 … +35 dB σ⁰ until ``fraction`` of pixels exceed +5 dB, in place.
+
+    Half are urban double bounce (1-3 px, inside urban regions), 15 % ships (1-2 x 3-8 px, on
+    water where there is any), the rest corner reflectors and isolated structures anywhere
+    (1-3 px). Levels are skewed towards the low end (most targets +8 … +20 dB). Counting after
+    every batch makes the share exact up to one target.
+    """
+    h, w = db.shape
+    need = int(round(fraction * h * w))
+    if need == 0:
+        return
+    places = [np.flatnonzero(urban.ravel()), np.flatnonzero(water.ravel()), None]
+    have = int((db > BRIGHT_DB).sum())
+    while have < need:
+        for _ in range(max(1, (need - have) // 12)):
+            kind = int(np.searchsorted(_TARGET_MIX, rng.random()))
+            where = places[kind]
+            if where is not None and where.size:
+                y, x = divmod(int(where[rng.integers(0, where.size)]), w)
+            else:
+                y, x = int(rng.integers(0, h)), int(rng.integers(0, w))
+            if kind == 1:  # a ship: elongated along a random axis
+                sy, sx = int(rng.integers(1, 3)), int(rng.integers(3, 9))
+                if rng.random() < 0.5:
+                    sy, sx = sx, sy
+            else:
+                sy, sx = int(rng.integers(1, 4)), int(rng.integers(1, 4))
+            y0, x0 = min(y, h - sy), min(x, w - sx)
+            patch = db[y0 : y0 + sy, x0 : x0 + sx]
+            np.maximum(patch, np.float32(8.0 + 27.0 * rng.random() ** 2), out=patch)
+        have = int((db > BRIGHT_DB).sum())
 
 
-def reflectivity_db(size: int | tuple[int, int], rng: np.random.Generator) -> NDArray[np.float32]:
-    """Noise-free backscatter map in dB (piecewise smooth with sharp edges)."""
+def reflectivity_db(
+    size: int | tuple[int, int],
+    rng: np.random.Generator,
+    content: SceneContent | None = None,
+) -> NDArray[np.float32]:
+    """Noise-free backscatter map (σ⁰ dB): piecewise smooth, anti-aliased edges, full range."""
+    content = SceneContent() if content is None else content
     shape = _shape(size)
     h, w = shape
     lab = _regions(shape, rng)
@@ -205,49 +318,53 @@ def reflectivity_db(size: int | tuple[int, int], rng: np.random.Generator) -> ND
         off = rng.uniform(-3.0, 3.0, int(par.max()) + 1).astype(np.float32)
         db = np.where(fields, db + off[par], db)
 
+    water = (cls == _WATER)[lab]
     scale = side / _REF_SIDE
     for _ in range(rng.poisson(1.0 * scale)):  # rivers: dark, wide, meandering
         m = _curve_mask(shape, float(rng.uniform(3.0, 10.0)), 0.02, rng)
         db[m] = rng.uniform(-22.0, -18.0)
+        water |= m
     for _ in range(rng.poisson(2.5 * scale)):  # roads / levees: bright, thin, straighter
         m = _curve_mask(shape, float(rng.uniform(1.0, 3.0)), 0.004, rng)
         db[m] = rng.uniform(-5.0, 0.0)
 
-    db = db.astype(np.float32)
-    _point_targets(db, (cls == _URBAN)[lab], rng)
+    db = _soft_cap(db.astype(np.float32))
+    db = _antialias_with_sea(db, content.dark_fraction, rng)
+    water |= db < DARK_DB
+    _point_targets(db, (cls == _URBAN)[lab], water, content.bright_fraction, rng)
     return db
 
 
 def speckle(
     reflectivity_linear: NDArray[np.floating[Any]], looks: float, rng: np.random.Generator
 ) -> NDArray[np.float32]:
-    """Multiply by unit-mean Gamma(L, 1/L) speckle: L-look intensity, ENL = L."""
-    if not looks > 0:
-        raise ValueError(f"looks must be > 0, got {looks!r}")
-    r = np.asarray(reflectivity_linear, dtype=np.float32)
-    g = rng.standard_gamma(looks, size=r.shape, dtype=np.float32) / np.float32(looks)
-    return (r * g).astype(np.float32)
+    """Multiply by unit-mean Gamma(L, 1/L) speckle: white L-look intensity, ENL = L."""
+    return chain_speckle(reflectivity_linear, SpeckleModel("white", looks, white=True), rng)
 
 
 def synth_scene(
     size: int | tuple[int, int],
-    looks: float = 4.4,
+    looks: float | None = None,
     rng: np.random.Generator | None = None,
+    model: SpeckleModel | None = None,
+    content: SceneContent | None = None,
 ) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
     """Generate one synthetic scene.
 
     Args:
         size: side length or (H, W).
-        looks: equivalent number of looks of the speckle (S1 IW GRD ~4.4).
+        looks: replaces the speckle model's ENL when given.
         rng: random generator; pass a seeded one for reproducible scenes.
+        model: the product's speckle (default: IW GRDH, ``PRODUCTS["grdh"]``).
+        content: bright/dark shares (default :class:`SceneContent`).
 
     Returns:
         (speckled linear intensity, noise-free reflectivity in dB), both float32 (H, W).
     """
     rng = np.random.default_rng() if rng is None else rng
-    db = reflectivity_db(size, rng)
-    lin = np.power(np.float32(10.0), db / np.float32(10.0)).astype(np.float32)
-    inten = speckle(lin, looks, rng)
-    # Gamma samples can underflow to 0 in float32; keep intensity strictly positive.
-    np.maximum(inten, np.float32(1e-12), out=inten)
-    return inten, db
+    model = PRODUCTS["grdh"] if model is None else model
+    if looks is not None:
+        model = SpeckleModel(model.name, float(looks), model.oversampling, model.hamming,
+                             model.white)  # fmt: skip
+    db = reflectivity_db(size, rng, content)
+    return chain_speckle(_to_lin(db), model, rng), db

@@ -17,9 +17,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+from numpy.typing import NDArray
+
 from autoenc.data.dataset_format import MANIFEST_NAME
 from autoenc.data.prepare import STATE_DIR, PrepareConfig, prepare
-from autoenc.data.synth_geotiff import SYNTH_CALIBRATION_A, write_scenes
+from autoenc.data.speckle import DEFAULT_PRODUCT, PRODUCTS, SpeckleModel, product
+from autoenc.data.synth import SceneContent
+from autoenc.data.synth_geotiff import SYNTH_CALIBRATION_A, mirror_rows_cols, write_scenes
+from autoenc.data.truth import TruthReader, attach_truth
 
 log = logging.getLogger(__name__)
 
@@ -39,23 +45,47 @@ def _progress(enabled: bool, total: int) -> Any:
     return p
 
 
+def _truth_store(folder: Path, size: int) -> tuple[Any, dict[str, TruthReader]]:
+    """A ``write_scenes`` truth callback saving each base truth, and the readers it fills."""
+    readers: dict[str, TruthReader] = {}
+
+    def keep(path: Path, base: NDArray[np.float32]) -> None:
+        f = folder / f"{path.stem}.npy"
+        folder.mkdir(parents=True, exist_ok=True)
+        np.save(f, base, allow_pickle=False)
+        rows, cols = mirror_rows_cols(size, size, base.shape)
+
+        def read(r: NDArray[np.int64], c: NDArray[np.int64], f: Path = f) -> NDArray[np.float32]:
+            t = np.load(f, mmap_mode="r")
+            return np.asarray(t[np.ix_(rows[r], cols[c])], dtype=np.float32)
+
+        readers[path.stem] = read
+
+    return keep, readers
+
+
 def make_synthetic_dataset(
     out: Path,
     scenes: int = 24,
     size: int = 1024,
-    looks: float = 4.4,
+    looks: float | None = None,
     seed: int = 0,
     patch_size: int = 256,
     split: Sequence[float] = (0.8, 0.1, 0.1),
     progress: bool = False,
     overwrite: bool = False,
+    product_name: str = DEFAULT_PRODUCT,
+    oversampling: float | None = None,
+    content: SceneContent | None = None,
 ) -> Path:
     """Generate ``scenes`` synthetic GeoTIFF scenes and ``autoenc prepare`` them into ``out``.
 
     The scenes carry the defects of real products (zero borders, NaN holes, GCP-only
     georeferencing), so the embedded default exercises the same path as real data. The window
-    is the σ⁰ convention (−25, 5) dB. Everything is built in temporary directories next to
-    ``out`` and renamed into place at the end, so an interrupted run never leaves a half dataset.
+    is the σ⁰ convention (−25, 5) dB. The speckle is the named product's (IW GRDH by default;
+    ``looks`` and ``oversampling`` override it), and every shard gets its clean truth
+    (:mod:`autoenc.data.truth`). Everything is built in temporary directories next to ``out``
+    and renamed into place at the end, so an interrupted run never leaves a half dataset.
 
     Raises:
         FileExistsError: ``out`` already holds a dataset (or other files) and
@@ -63,6 +93,8 @@ def make_synthetic_dataset(
         ValueError: bad sizes or counts.
     """
     out = Path(out)
+    model = product(product_name, looks, oversampling)
+    content = SceneContent() if content is None else content
     if scenes < 1:
         raise ValueError(f"scenes must be >= 1, got {scenes}")
     if patch_size < 8 or size < patch_size:
@@ -81,13 +113,16 @@ def make_synthetic_dataset(
     bar = _progress(progress, scenes)
     try:
         scene_dir = tmp / "scenes"
+        keep_truth, readers = _truth_store(tmp / "truth", size)
         write_scenes(
             scene_dir,
             scenes,
             size,
             seed,
-            looks,
+            model,
             advance=(lambda: bar.advance(bar.task_ids[0])) if bar is not None else None,
+            content=content,
+            truth=keep_truth,
         )
         data = tmp / "dataset"
         cfg = PrepareConfig(
@@ -102,7 +137,7 @@ def make_synthetic_dataset(
             "args": {
                 "scenes": int(scenes),
                 "size": int(size),
-                "looks": float(looks),
+                "looks": float(model.looks),
                 "seed": int(seed),
                 "patch_size": int(patch_size),
                 "split": [float(r) for r in split],
@@ -110,8 +145,12 @@ def make_synthetic_dataset(
             "scene_seeding": "np.random.default_rng(SeedSequence([seed, scene_index]))",
             "scene_files": "GeoTIFFs written by autoenc.data.synth_geotiff, then autoenc prepare",
         }
+        source["speckle"] = _model_record(model)
+        source["content"] = {"bright_fraction": content.bright_fraction,
+                             "dark_fraction": content.dark_fraction}  # fmt: skip
         report = prepare([scene_dir], data, cfg, extra_source=source)
         shutil.rmtree(data / STATE_DIR)
+        attach_truth(data, readers, {"generator": GENERATOR_NAME, "product": model.name})
         if out.exists():
             # Only reached with overwrite=True (or an empty dir): move the old one aside first.
             old = out.with_name(f".{out.name}.old")
@@ -135,6 +174,16 @@ def make_synthetic_dataset(
     return out
 
 
+def _model_record(model: SpeckleModel) -> dict[str, Any]:
+    return {
+        "product": model.name,
+        "looks": float(model.looks),
+        "oversampling": [float(o) for o in model.oversampling],
+        "hamming": float(model.hamming),
+        "white": bool(model.white),
+    }
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Argument parser for ``autoenc synth``."""
     p = argparse.ArgumentParser(
@@ -146,7 +195,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scenes", type=int, default=24, help="number of scenes (default 24)")
     p.add_argument("--size", type=int, default=1024, help="scene side length in px (default 1024)")
     p.add_argument(
-        "--looks", type=float, default=4.4, help="speckle equivalent number of looks (default 4.4)"
+        "--product",
+        choices=sorted(PRODUCTS),
+        default=DEFAULT_PRODUCT,
+        help="speckle model: grdh (IW GRDH: ENL 4.4, correlated speckle from the imaging chain, "
+        "the default), slc-intensity (single look, nearly white) or white (i.i.d. Gamma "
+        "speckle, the generator before 0.2)",
+    )
+    p.add_argument(
+        "--looks", type=float, default=None, help="replace the product's ENL (grdh: 4.4)"
+    )
+    p.add_argument(
+        "--oversampling",
+        type=float,
+        default=None,
+        help="replace the product's oversampling (sampling rate / bandwidth; grdh: 2)",
+    )
+    p.add_argument(
+        "--bright-fraction",
+        type=float,
+        default=SceneContent.bright_fraction,
+        help="share of truth pixels above +5 dB sigma0: point targets "
+        f"(default {SceneContent.bright_fraction:g})",
+    )
+    p.add_argument(
+        "--dark-fraction",
+        type=float,
+        default=SceneContent.dark_fraction,
+        help=f"share of calm water below -25 dB sigma0 (default {SceneContent.dark_fraction:g})",
     )
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--patch-size", type=int, default=256, help="patch side length (default 256)")
@@ -173,6 +249,8 @@ def synth_main(argv: list[str] | None = None) -> int:
     """Entry point for ``autoenc synth``; returns a process exit code."""
     args = build_parser().parse_args(argv)
     try:
+        model = product(args.product, args.looks, args.oversampling)
+        content = SceneContent(args.bright_fraction, args.dark_fraction)
         if args.geotiff:
             if args.scenes < 1 or args.size < 8:
                 raise ValueError(
@@ -185,9 +263,10 @@ def synth_main(argv: list[str] | None = None) -> int:
                     args.scenes,
                     args.size,
                     args.seed,
-                    args.looks,
+                    model,
                     args.kind,
                     defects=not args.no_defects,
+                    content=content,
                     advance=(lambda: bar.advance(bar.task_ids[0])) if bar is not None else None,
                 )
             finally:
@@ -204,6 +283,9 @@ def synth_main(argv: list[str] | None = None) -> int:
             patch_size=args.patch_size,
             progress=not args.quiet,
             overwrite=args.overwrite,
+            product_name=args.product,
+            oversampling=args.oversampling,
+            content=content,
         )
     except (FileExistsError, ValueError) as e:
         log.error("%s", e)

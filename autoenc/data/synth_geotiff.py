@@ -18,7 +18,8 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import NDArray
 
-from autoenc.data.synth import synth_scene
+from autoenc.data.speckle import PRODUCTS, SpeckleModel
+from autoenc.data.synth import SceneContent, synth_scene
 from autoenc.geotiff import GeoMetadata, GeoTiffWriter, epsg_wkt
 
 SynthKind = Literal["intensity", "amplitude", "db"]
@@ -97,30 +98,46 @@ def _encode(inten: NDArray[np.float32], kind: SynthKind) -> NDArray[Any]:
     return inten
 
 
+def mirror_rows_cols(
+    height: int, width: int, base_shape: tuple[int, ...]
+) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """Base-scene row and column of every scene pixel (scenes over :data:`MAX_BASE` mirror-tile)."""
+    return _reflect(np.arange(height), base_shape[0]), _reflect(np.arange(width), base_shape[1])
+
+
 def write_scene(
     path: Path,
     size: int | tuple[int, int],
     index: int,
     seed: int = 0,
-    looks: float = 4.4,
+    model: SpeckleModel | None = None,
     kind: SynthKind = "intensity",
     defects: bool = True,
-) -> Path:
-    """Write one synthetic scene as a GeoTIFF in strips (memory bounded by :data:`MAX_BASE`)."""
+    content: SceneContent | None = None,
+) -> NDArray[np.float32]:
+    """Write one synthetic scene as a GeoTIFF in strips (memory bounded by :data:`MAX_BASE`).
+
+    Returns:
+        The noise-free reflectivity (σ⁰ dB) of the base scene; pixel (r, c) of the written
+        scene is ``truth[mirror_rows_cols(...)[0][r], ...[1][c]]``.
+    """
     h, w = (size, size) if isinstance(size, int) else size
     rng = scene_rng(seed, index)
-    base, _ = synth_scene((min(h, MAX_BASE), min(w, MAX_BASE)), looks=looks, rng=rng)
+    model = PRODUCTS["grdh"] if model is None else model
+    base, truth = synth_scene(
+        (min(h, MAX_BASE), min(w, MAX_BASE)), rng=rng, model=model, content=content
+    )
     geo = _geo(index, h, w, kind, rng)
     left, right = border_extent(h, w)
     n_holes = max(1, round(3 * h * w / 1024**2)) if defects and kind != "amplitude" else 0
     radius = max(1, min(h, w) // 128)
     holes = np.stack([rng.integers(0, h, n_holes), rng.integers(0, w, n_holes)], axis=1)
-    cols = _reflect(np.arange(w), base.shape[1])
+    rows_all, cols = mirror_rows_cols(h, w, base.shape)
     dtype = np.dtype(np.uint16 if kind == "amplitude" else np.float32)
     with GeoTiffWriter(path, h, w, dtype, geo) as out:
         for r0 in range(0, h, _STRIP):
             rows = np.arange(r0, min(r0 + _STRIP, h))
-            strip = _encode(base[np.ix_(_reflect(rows, base.shape[0]), cols)], kind)
+            strip = _encode(base[np.ix_(rows_all[rows], cols)], kind)
             if defects:
                 c = np.arange(w)[None, :]
                 fill = (c < left[rows, None]) | (c >= w - right[rows, None])
@@ -129,7 +146,7 @@ def write_scene(
                     near = (rows[:, None] - y) ** 2 + (c - x) ** 2 <= radius**2
                     strip[near] = np.nan
             out.write(strip, r0)
-    return path
+    return truth
 
 
 def write_scenes(
@@ -137,17 +154,23 @@ def write_scenes(
     scenes: int,
     size: int,
     seed: int = 0,
-    looks: float = 4.4,
+    model: SpeckleModel | None = None,
     kind: SynthKind = "intensity",
     defects: bool = True,
     advance: Callable[[], None] | None = None,
+    content: SceneContent | None = None,
+    truth: Callable[[Path, NDArray[np.float32]], None] | None = None,
 ) -> list[Path]:
-    """Write ``scenes`` GeoTIFFs named ``synth_<seed>_<i>.tif`` into ``out_dir``."""
+    """Write ``scenes`` GeoTIFFs named ``synth_<seed>_<i>.tif`` into ``out_dir``.
+
+    ``truth(path, reflectivity_db)`` is called with each scene's base truth when given.
+    """
     paths = []
     for i in range(scenes):
-        p = write_scene(
-            Path(out_dir) / f"synth_{seed}_{i:04d}.tif", size, i, seed, looks, kind, defects
-        )
+        p = Path(out_dir) / f"synth_{seed}_{i:04d}.tif"
+        base_truth = write_scene(p, size, i, seed, model, kind, defects, content)
+        if truth is not None:
+            truth(p, base_truth)
         paths.append(p)
         if advance is not None:
             advance()

@@ -17,8 +17,10 @@ Files (height x width; only ``small.tif`` is a multiple of 16):
   16 (so the network input is the scene itself, with no padding); no invalid pixels.
 * ``large.tif`` (330 x 300): float32 linear σ⁰, CRS + transform, for tiled-vs-whole checks.
 
-Content: water (-21 dB) and urban (-3 dB) land cover, as in the tiny training scenes, times
-Gamma speckle of 4.4 looks: two halves, or (``large.tif``) a mosaic of 48-px squares.
+Content: water (-21 dB) and urban (-3 dB) land cover, as in the tiny training scenes, with the
+tiny scenes' speckle (IW GRDH from autoenc's imaging chain: 4.4 looks, spatially correlated;
+a model trained on it fails on white speckle, so the fixtures must share it): two halves, or
+(``large.tif``) a mosaic of 48-px squares.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ from rasterio.crs import CRS
 from rasterio.errors import NotGeoreferencedWarning
 from rasterio.transform import Affine
 
+from autoenc.data.speckle import PRODUCTS, chain_speckle
+
 SEED = 23
 #: Calibration constant of ``grd_dn.tif``: σ⁰ = DN² / A².
 CAL_A = 500.0
@@ -44,7 +48,7 @@ _TRANSFORM = Affine(10.0, 0.0, 500000.0, 0.0, -10.0, 5200000.0)
 
 
 def _sigma0(shape: tuple[int, int], rng: np.random.Generator, block: int = 0) -> np.ndarray:
-    """Linear σ⁰ with 4.4-look Gamma speckle over water (-21 dB) and urban (-3 dB) land cover.
+    """Linear σ⁰ with IW GRDH speckle over water (-21 dB) and urban (-3 dB) land cover.
 
     ``block=0``: water on the left half, urban on the right (the tiny training scenes are each
     one homogeneous land cover, so the tiny models reproduce large regions best); otherwise a
@@ -56,7 +60,7 @@ def _sigma0(shape: tuple[int, int], rng: np.random.Generator, block: int = 0) ->
         refl_db = np.repeat(np.repeat(cells, block, 0), block, 1)[:h, :w]
     else:
         refl_db = np.where(np.arange(w)[None, :] < w // 2, -21.0, -3.0) * np.ones((h, 1))
-    return (10 ** (refl_db / 10) * rng.gamma(4.4, 1 / 4.4, (h, w))).astype(np.float32)
+    return chain_speckle((10 ** (refl_db / 10)).astype(np.float32), PRODUCTS["grdh"], rng)
 
 
 def zero_border(a: np.ndarray) -> None:
