@@ -192,6 +192,124 @@ def test_bd_merges_tied_points() -> None:
     assert bd_rate(RATES, q, tied_r * 0.8, tied_q).value == pytest.approx(once.value, abs=1e-9)
 
 
+# --- restricted BD-rate (PSNR below the speckle cap) ------------------------------------------
+
+TILT = 0.05  # test curve: ln R_t(q) = ln R_a(q) + TILT * (q - 25), linear in q like the anchor
+
+
+def tilted(q: np.ndarray) -> np.ndarray:
+    """Rates of a test curve whose log-rate gap to linear_q grows with quality."""
+    return np.exp((q - 30.0) / 6.0 + TILT * (q - 25.0))
+
+
+def test_bd_rate_restricted_to_max_quality_hand_computed() -> None:
+    # Both curves are lines in (q, ln R), which PCHIP reproduces exactly, so Δ over [lo, hi]
+    # is TILT * ((lo + hi) / 2 - 25).
+    q = np.array([18.0, 22.0, 26.0, 30.0, 33.0])
+    full = bd_rate(RATES, linear_q(RATES), tilted(q), q)
+    assert full.overlap == pytest.approx((18.0, 33.0))
+    assert full.value == pytest.approx(100.0 * math.expm1(TILT * 0.5), abs=1e-9)  # +2.53 %
+    below = bd_rate(RATES, linear_q(RATES), tilted(q), q, max_quality=23.7)
+    assert below.overlap == pytest.approx((18.0, 23.7))
+    assert below.value == pytest.approx(100.0 * math.expm1(TILT * (20.85 - 25.0)), abs=1e-9)
+    assert below.value == pytest.approx(-18.74, abs=0.01)
+    assert below.overlap_fraction == pytest.approx(5.7 / 15.0)
+    above = bd_rate(RATES, linear_q(RATES), tilted(q), q, max_quality=40.0)
+    assert above.value == pytest.approx(full.value) and above.overlap == full.overlap
+    empty = bd_rate(RATES, linear_q(RATES), tilted(q), q, max_quality=17.0)  # below q = 18
+    assert math.isnan(empty.value) and empty.overlap is None and empty.overlap_fraction == 0.0
+
+
+def test_bd_rate_restricted_single_point() -> None:
+    q = 28.0
+    r = 0.8 * math.exp((q - 30.0) / 6.0)  # on the anchor line at 0.8x the bits
+    ok = bd_rate(RATES, linear_q(RATES), [r], [q], max_quality=28.5)
+    assert ok.method == "single-point" and ok.value == pytest.approx(-20.0, abs=1e-9)
+    above = bd_rate(RATES, linear_q(RATES), [r], [q], max_quality=27.7)  # the point lies above
+    assert math.isnan(above.value) and above.overlap is None
+
+
+def test_bd_rate_restricted_bad_input_and_bootstrap() -> None:
+    q = np.array([18.0, 22.0, 26.0, 30.0])
+    with pytest.raises(ValueError, match="NaN"):
+        bd_rate(RATES, linear_q(RATES), tilted(q), q, max_quality=math.nan)
+    ar, aq = np.repeat(RATES[:, None], 3, 1), np.repeat(linear_q(RATES)[:, None], 3, 1)
+    tr, tq = np.repeat(tilted(q)[:, None], 3, 1), np.repeat(q[:, None], 3, 1)
+    with pytest.raises(ValueError, match="BD-rate only"):
+        bootstrap_bd(ar, aq, tr, tq, kind="quality", max_quality=25.0)
+    out = bootstrap_bd(ar, aq, tr, tq, n_boot=50, max_quality=23.7)  # (18 + 23.7) / 2 = 20.85
+    assert out.value == pytest.approx(100.0 * math.expm1(TILT * (20.85 - 25.0)), abs=1e-9)
+    assert out.ci_lo == pytest.approx(out.value) and out.n_overlap == 50
+
+
+# --- report tables on a synthetic R-D pair with known answers ----------------------------------
+
+CAP = 25.3  # restricted range: PSNR <= 25.0 dB
+
+
+def _records(method: str, curve: str, role: str, rates: np.ndarray, q: np.ndarray,
+             n: int = 4) -> list[dict[str, object]]:  # fmt: skip
+    """Noise-free per-patch records: every one of n patches at each (rate, PSNR) point."""
+    family = "classical" if curve == "jpeg2000" else "learned"
+    out: list[dict[str, object]] = []
+    for r, v in zip(rates, q, strict=True):
+        point = f"{r:g}bpp" if role == "ladder" else f"{v:g}dB"
+        name = f"{method}:{point}" if len(rates) > 1 else method
+        out += [{"method": name, "family": family, "curve": curve, "point": point, "role": role,
+                 "matched_to": "", "index": i, "scene_id": "s", "bpp": float(r),
+                 "stream_bpp": float(r), "psnr": float(v)} for i in range(n)]  # fmt: skip
+    return out
+
+
+def test_bd_table_psnr_regimes_and_restricted_rate() -> None:
+    from autoenc.evaluation import tables
+    from autoenc.evaluation.records import Results
+    from autoenc.evaluation.summary import CAP_MARGIN_DB, bd_table, operating_points, regime
+
+    shifted_r = np.array([0.1, 0.25, 0.5, 1.0])
+    q_tilt = np.array([18.0, 22.0, 26.0, 30.0])
+    recs = [
+        *_records("jpeg2000", "jpeg2000", "ladder", RATES, linear_q(RATES)),
+        *_records("shift", "shift", "model", shifted_r, linear_q(shifted_r) + 1.0),  # +1 dB
+        *_records("tilt", "tilt", "model", tilted(q_tilt), q_tilt),
+        *_records("high", "high", "model", np.array([0.8 * math.exp(-2 / 6)]), np.array([28.0])),
+        *_records("low", "low", "model", np.array([0.8 * math.exp(-8 / 6)]), np.array([22.0])),
+    ]  # fmt: skip
+    points = operating_points(Results({"psnr_cap": CAP}, recs), n_boot=50)
+    rows = {r.curve: r for r in bd_table(points, "psnr", n_boot=50, max_quality=CAP - 0.3)}
+    assert CAP_MARGIN_DB == 0.3 and set(rows) == {"shift", "tilt", "high", "low"}
+    # curve + 1 dB: BD-PSNR exactly +1 dB; BD-rate e^(-1/6) - 1 over any quality range
+    shift = rows["shift"]
+    assert shift.bd_quality.value == pytest.approx(1.0, abs=1e-9)
+    assert (shift.bd_quality.ci_lo, shift.bd_quality.ci_hi) == pytest.approx((1.0, 1.0))
+    assert shift.bd_rate.value == pytest.approx(100.0 * math.expm1(-1.0 / 6.0), abs=1e-9)
+    assert shift.bd_rate_below.value == pytest.approx(shift.bd_rate.value, abs=1e-9)
+    assert shift.bd_rate_below.point.overlap == pytest.approx((linear_q(0.1) + 1.0, 25.0))
+    # the tilted curve: the full overlap [18, 30] and the restricted [18, 25] differ
+    tilt = rows["tilt"]
+    assert tilt.bd_rate.value == pytest.approx(100.0 * math.expm1(TILT * (24.0 - 25.0)))
+    assert tilt.bd_rate_below.value == pytest.approx(100.0 * math.expm1(TILT * (21.5 - 25.0)))
+    # fixed-rate models: defined below the restricted range's top, NaN above it
+    assert rows["low"].bd_rate_below.value == pytest.approx(-20.0, abs=1e-9)
+    assert math.isnan(rows["high"].bd_rate_below.value)
+    assert rows["high"].bd_rate.value == pytest.approx(-20.0, abs=1e-9)
+    text = tables.bd_markdown(tables.bd_dicts(list(rows.values())))
+    head = text.splitlines()[0]
+    assert "BD-PSNR (dB)" in head and "PSNR ≤ 25.00 dB (cap − 0.3)" in head
+    cells = {line.split(" | ")[0].strip("| "): line.split(" | ") for line in text.splitlines()}
+    assert cells["high"][4] == tables.EMPTY_BELOW_CAP and cells["low"][4].startswith("-20.0 %")
+    assert cells["shift"][5].startswith("1.00 [1.00, 1.00]")
+    # regimes: mean PSNR against the cap itself
+    assert regime(25.3, CAP) == "below cap" and regime(25.31, CAP) == "above cap"
+    assert regime(math.nan, CAP) == "" and regime(30.0, math.nan) == ""
+    table = tables.points_table(points, (("psnr", "PSNR", 2),), CAP)
+    labels = {line.split(" | ")[0].strip("| "): line.split(" | ")[2] for line in
+              table.splitlines()[2:]}  # fmt: skip
+    assert labels["jpeg2000:0.1bpp"] == "below cap" and labels["jpeg2000:2bpp"] == "above cap"
+    assert labels["high"] == "above cap" and labels["low"] == "below cap"
+    assert "regime" not in tables.points_table(points, (("psnr", "PSNR", 2),))
+
+
 # --- bootstrap ---------------------------------------------------------------------------------
 
 

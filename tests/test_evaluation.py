@@ -16,8 +16,9 @@ import json
 import logging
 import math
 import re
+import shutil
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,8 @@ from PIL import Image
 
 from autoenc.cli import main
 from autoenc.data.datamodule import PatchDataModule
+from autoenc.data.dataset_format import file_sha256, read_manifest, write_manifest, write_npy
+from autoenc.data.patches import PatchDataset, decode
 from autoenc.evaluation.compare import (
     README_BEGIN,
     README_END,
@@ -38,6 +41,7 @@ from autoenc.evaluation.compare import (
 )
 from autoenc.evaluation.records import Results
 from autoenc.evaluation.runner import ModelSpec
+from autoenc.metrics import psnr, truth_metrics
 from autoenc.models import create_model
 from autoenc.task import CompressionTask
 
@@ -305,3 +309,153 @@ def test_report_merges_result_folders(
     assert [r["curve"] for r in bd["psnr"]] == ["plain"]
     assert (out / "gallery.png").is_file()  # the model's patches come from the second folder
     assert main(["report", str(a), str(a), "--out", str(out)]) == 2
+
+
+# --- evaluation against the clean truth -----------------------------------------------------
+
+TRUTH_KEYS = ("truth_file", "truth_nbytes", "truth_sha256")
+TRUTH_COLUMNS = ("psnr_truth", "enl_ratio_truth", "homogeneous_fraction_truth")
+
+
+def block_mean_truth(codes: np.ndarray) -> np.ndarray:
+    """A truth clearly unlike the image: 16x16 block means of its codes (flat, so homogeneous)."""
+    n, c, h, w = codes.shape
+    blocks = codes.astype(np.float64).reshape(n, c, h // 16, 16, w // 16, 16)
+    means = blocks.mean(axis=(3, 5), keepdims=True)
+    return np.rint(np.broadcast_to(means, blocks.shape)).reshape(codes.shape).astype(np.uint16)
+
+
+def with_truth(src: Path, dst: Path, make: Callable[[np.ndarray], np.ndarray] | None) -> Path:
+    """Copy a dataset, then give every shard the truth ``make(codes)``, or none at all."""
+    shutil.copytree(src, dst)
+    shutil.rmtree(dst / "truth", ignore_errors=True)  # whatever the generator wrote
+    manifest = read_manifest(dst)
+    manifest.pop("truth", None)
+    for shard in manifest["shards"]:
+        for k in TRUTH_KEYS:
+            shard.pop(k, None)
+        if make is not None:
+            rel = f"truth/{Path(shard['file']).stem}.npy"
+            path = write_npy(dst / rel, make(np.load(dst / shard["file"])))
+            shard.update(truth_file=rel, truth_nbytes=path.stat().st_size,
+                         truth_sha256=file_sha256(path))  # fmt: skip
+    if make is not None:
+        manifest["truth"] = {"kind": "reflectivity", "encoding": "test: 16x16 block means"}
+    write_manifest(dst, manifest)
+    return dst
+
+
+@pytest.fixture(scope="module")
+def truth_root(tiny_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return with_truth(tiny_root, tmp_path_factory.mktemp("truth") / "d", block_mean_truth)
+
+
+def _evaluate(root: Path, out: Path, plain: Path) -> Results:
+    argv = ["evaluate", "--data", str(root), "--out", str(out), "--ladder", "1.5", "6",
+            "--gallery", "1", "--quiet", "--looks", "4.4", "--model", f"plain={plain}"]  # fmt: skip
+    assert main(argv) == 0
+    return Results.load(out)
+
+
+def test_truth_metrics_known_answers() -> None:
+    """Blocks are chosen on the truth; a lossless x̂ scores the input's own PSNR vs truth."""
+    g = torch.Generator().manual_seed(0)
+    cols = torch.arange(64, dtype=torch.float64)
+    db = torch.where(cols < 32, -5.0, -5.0 + 0.25 * (cols - 32)).expand(2, 1, 64, 64)  # (B,1,H,W)
+    speckle = torch.distributions.Gamma(4.4, 4.4).sample((2, 1, 64, 64))
+    x = ((db + 10 * torch.log10(speckle) + 25) / 30).clamp(0, 1).float()
+    truth = ((db + 25) / 30).float()  # flat left half, 4 dB ramp per block on the right
+    window = (-25.0, 5.0)
+    same = truth_metrics(x, x, truth, window)
+    torch.testing.assert_close(same["psnr_truth"], psnr(x, truth))
+    torch.testing.assert_close(same["enl_ratio_truth"], torch.ones(2))
+    torch.testing.assert_close(same["homogeneous_fraction_truth"], torch.full((2,), 0.5))
+    perfect = truth_metrics(truth, x, truth, window)  # a perfect despeckler: flat blocks
+    assert torch.isinf(perfect["psnr_truth"]).all() and (perfect["enl_ratio_truth"] > 1e6).all()
+    noisy = (x + 0.05 * torch.randn(x.shape, generator=g)).clamp(0, 1)
+    assert (truth_metrics(noisy, x, truth, window)["enl_ratio_truth"] < 0.9).all()  # noise added
+    valid = torch.ones_like(x, dtype=torch.bool)
+    valid[0, 0, 0, 0] = False  # one invalid pixel drops its block, and leaves the PSNR
+    clipped = truth.clone()
+    clipped[1, 0, 16:32, 0:16] = 0.0  # a clipped truth block is not homogeneous either
+    m = truth_metrics(x, x, clipped, window, valid=valid)
+    torch.testing.assert_close(m["homogeneous_fraction_truth"], torch.tensor([7 / 16, 7 / 16]))
+    torch.testing.assert_close(m["psnr_truth"], psnr(x, clipped, valid))
+    with pytest.raises(ValueError, match="differ in shape"):
+        truth_metrics(x, x, truth[..., :32], window)
+    with pytest.raises(ValueError, match="cv_max"):
+        truth_metrics(x, x, truth, window, cv_max=0.0)
+    all_ramp = truth.clone()
+    all_ramp[..., :32] = all_ramp[..., 32:]  # no flat block left: NaN, not a crash
+    assert torch.isnan(truth_metrics(x, x, all_ramp, window)["enl_ratio_truth"]).all()
+
+
+def test_evaluate_and_report_with_truth(
+    truth_root: Path, ckpts: dict[str, Path], tmp_path: Path
+) -> None:
+    res = _evaluate(truth_root, tmp_path / "r", ckpts["plain"])
+    n = res.meta["n"]
+    assert {r["role"] for r in res.records} == {"model", "ladder", "matched"}
+    manifest = read_manifest(truth_root)
+    scenes = manifest["scenes"]
+    shards = [s for s in manifest["shards"] if scenes[s["scene_id"]]["split"] == "test"]
+    img = np.concatenate([np.load(truth_root / s["file"]) for s in shards])[:n]
+    ref = np.concatenate([np.load(truth_root / s["truth_file"]) for s in shards])[:n]
+    data = PatchDataset(truth_root, shards)
+    valid = torch.stack([data.mask(i) for i in range(n)])  # (N, 1, 32, 32) bool
+    # the block-mean truth is flat in every block: homogeneous where all is valid and unclipped
+    edge = (img == 0) | (img == 65535) | (ref == 0) | (ref == 65535) | ~valid.numpy()
+    usable = ~edge.reshape(n, 2, 16, 2, 16).any(axis=(2, 4))  # (N, 2, 2) blocks
+    assert 0 < usable.sum() < usable.size  # the data has both kinds of block
+    for r in res.records:  # every record, learned, ladder and matched, is scored against it
+        assert all(k in r for k in TRUTH_COLUMNS) and math.isfinite(r["psnr_truth"])
+        fraction = usable[r["index"]].mean()
+        assert r["homogeneous_fraction_truth"] == pytest.approx(fraction)
+        assert (r["enl_ratio_truth"] > 0) if fraction > 0 else math.isnan(r["enl_ratio_truth"])
+    # the speckled input's own PSNR against the truth, recomputed from the files by hand
+    x, t = (decode(torch.from_numpy(a.astype(np.int32))) for a in (img, ref))  # (N, 1, P, P)
+    original = psnr(x, t, valid).double().numpy()  # (N,)
+    assert res.meta["psnr_truth_original"] == pytest.approx(original.mean(), abs=1e-5)
+    assert res.meta["truth"]["kind"] == "reflectivity" and res.meta["truth"]["cv_max"] == 0.05
+    # near-lossless JPEG 2000 (6 bpp): PSNR vs the original is high, vs the truth ≈ the input's
+    high = sorted(res.select(method="jpeg2000:6bpp"), key=lambda r: r["index"])
+    for r, o in zip(high, original, strict=True):
+        assert r["psnr"] > o + 10 and r["psnr_truth"] == pytest.approx(o, abs=0.3)
+        if usable[r["index"]].any():
+            assert r["enl_ratio_truth"] == pytest.approx(1.0, abs=0.1)
+    out = tmp_path / "rep"
+    assert main(["report", str(tmp_path / "r"), "--out", str(out), "--n-boot", "50"]) == 0
+    text = (out / "report.md").read_text()
+    assert "## Against the clean truth" in text
+    assert f"**{res.meta['psnr_truth_original']:.2f} dB**" in text  # the "no coding" reference
+    assert "PSNR vs truth (dB)" in text and ("below cap" in text or "above cap" in text)
+    bd = json.loads((out / "bd.json").read_text())
+    assert [r["curve"] for r in bd["psnr_truth"]] == ["plain"]
+    assert bd["psnr_truth"][0]["quality"] == "psnr_truth"
+    assert bd["psnr"][0]["max_quality"] == pytest.approx(res.meta["psnr_cap"] - 0.3)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["psnr_truth_original"] == pytest.approx(res.meta["psnr_truth_original"])
+    h, w = np.asarray(Image.open(out / "rd.png").convert("L")).shape
+    assert w / h > 1.6  # 2x3 panels: PSNR against the truth and its ENL ratio added
+
+
+def test_evaluate_and_report_without_truth(
+    tiny_root: Path, ckpts: dict[str, Path], tmp_path: Path
+) -> None:
+    root = with_truth(tiny_root, tmp_path / "d", None)
+    res = _evaluate(root, tmp_path / "r", ckpts["plain"])
+    assert not any("truth" in k for r in res.records for k in r)
+    assert "truth" not in res.meta and "psnr_truth_original" not in res.meta
+    out = tmp_path / "rep"
+    assert main(["report", str(tmp_path / "r"), "--out", str(out), "--n-boot", "50"]) == 0
+    text = (out / "report.md").read_text()
+    assert "clean truth" not in text and "vs truth" not in text  # (the tmp path says "truth")
+    assert not re.search(r"\bnan\b", text, flags=re.I)
+    assert "regime" in text and "BD-PSNR" in text
+    assert set(json.loads((out / "bd.json").read_text())) == {"psnr", "psnr_codestream", "ssim"}
+    h, w = np.asarray(Image.open(out / "rd.png").convert("L")).shape
+    assert w / h < 1.5  # the 2x2 panels of old
+    with open(out / "points.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert {r["regime"] for r in rows} <= {"below cap", "above cap", ""}
+    assert not any("truth" in r["metric"] for r in rows)

@@ -28,6 +28,22 @@ PANELS = (
     ("enl_ratio", "ENL ratio, geometric mean (log scale)", 1.0),
     ("epi", "EPI (Laplacian correlation)", 1.0),
 )
+#: The six panels with the clean truth (synthetic data), row by row in a 2x3 grid.
+TRUTH_PANELS = (
+    PANELS[0],
+    ("psnr_truth", "PSNR against the clean truth (dB)", None),
+    PANELS[1],
+    PANELS[2],
+    ("enl_ratio_truth", "ENL ratio, truth-homogeneous blocks (log scale)", 1.0),
+    PANELS[3],
+)
+
+
+def _hline(ax: Any, y: float, text: str) -> None:
+    """A dotted horizontal reference line labelled at the left edge."""
+    ax.axhline(y, color="grey", linestyle=":", linewidth=1.2)
+    ax.annotate(text, xy=(0.02, y), xycoords=("axes fraction", "data"), va="bottom", fontsize=8,
+                color="grey")  # fmt: skip
 
 
 def _style(curve: str, family: str, i: int) -> dict[str, Any]:
@@ -40,15 +56,31 @@ def _style(curve: str, family: str, i: int) -> dict[str, Any]:
     }
 
 
-def rd_figure(points: Sequence[Point], psnr_cap: float | None, title: str = "") -> Figure:
-    """2x2 panels (PSNR, SSIM, ENL ratio, EPI) versus real bpp, mean ± 95 % CI per point."""
-    fig, axes = plt.subplots(2, 2, figsize=(11, 8.5), constrained_layout=True)
+def rd_figure(
+    points: Sequence[Point],
+    psnr_cap: float | None,
+    title: str = "",
+    truth_reference: float | None = None,
+) -> Figure:
+    """PSNR, SSIM, ENL ratio and EPI versus real bpp, mean ± 95 % CI per point.
+
+    2x2 panels; 2x3 when the points carry ``psnr_truth`` (synthetic data), adding PSNR against
+    the clean truth (with the speckled input's own PSNR vs truth, ``truth_reference``, as a
+    "no coding" line) and the ENL ratio over truth-homogeneous blocks. The speckle cap line
+    stays on the PSNR panel against the speckled original.
+    """
+    truth = any("psnr_truth" in p.stats for p in points)
+    panels = TRUTH_PANELS if truth else PANELS
+    shape, size = ((2, 3), (15.5, 8.5)) if truth else ((2, 2), (11, 8.5))
+    fig, axes = plt.subplots(*shape, figsize=size, constrained_layout=True)
     cv = curves(points)
-    for ax, (key, label, ref) in zip(axes.ravel(), PANELS, strict=True):
+    for ax, (key, label, ref) in zip(axes.ravel(), panels, strict=True):
+        drawn = False
         for i, (name, pts) in enumerate(cv.items()):
             pts = [p for p in pts if key in p.stats and math.isfinite(p.mean(key))]
             if not pts:
                 continue
+            drawn = True
             x = np.array([p.mean("bpp") for p in pts])
             y = np.array([p.mean(key) for p in pts])
             lo = np.array([p.stats[key].ci_lo for p in pts])
@@ -56,15 +88,12 @@ def rd_figure(points: Sequence[Point], psnr_cap: float | None, title: str = "") 
             st = _style(name, pts[0].family, i)
             ax.errorbar(x, y, yerr=[y - lo, hi - y], capsize=2, markersize=4, **st)
         if key == "psnr" and psnr_cap is not None and math.isfinite(psnr_cap):
-            ax.axhline(psnr_cap, color="grey", linestyle=":", linewidth=1.2)
-            ax.annotate(
-                f"speckle cap {psnr_cap:.1f} dB",
-                xy=(0.02, psnr_cap),
-                xycoords=("axes fraction", "data"),
-                va="bottom",
-                fontsize=8,
-                color="grey",
-            )
+            _hline(ax, psnr_cap, f"speckle cap {psnr_cap:.1f} dB")
+        if key == "psnr_truth" and truth_reference is not None and math.isfinite(truth_reference):
+            _hline(ax, truth_reference, f"speckled input (no coding) {truth_reference:.1f} dB")
+        if not drawn:  # e.g. no block homogeneous in the truth: say so, not a blank panel
+            ax.text(0.5, 0.5, "no finite values", transform=ax.transAxes, ha="center",
+                    color="grey")  # fmt: skip
         if ref is not None:
             ax.axhline(ref, color="grey", linestyle=":", linewidth=1.0)
         ax.set_xscale("log")

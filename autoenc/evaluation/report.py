@@ -23,10 +23,12 @@ import numpy as np
 from autoenc.evaluation import plots, tables
 from autoenc.evaluation.records import GALLERY_NAME, Results, jsonable, load_gallery, write_bytes
 from autoenc.evaluation.summary import (
+    CAP_MARGIN_DB,
     METRICS,
     Point,
     bd_table,
     operating_points,
+    regime,
     scene_groups,
 )
 
@@ -57,7 +59,25 @@ METHOD_TEXT = """\
 - **Speckle cap.** With L̂ = {looks:.2f} looks (estimated from the original patches: mode of the
   16 × 16 block ENL), a codec that sends nothing about the speckle has MSE ≥ σ_dB² with
   σ_dB = {sigma:.2f} dB, so PSNR ≤ 20·log10(W/σ_dB) = **{cap:.2f} dB**. Above it, PSNR rewards
-  coding speckle.
+  coding speckle. Every operating point is labelled **below cap** or **above cap** by its mean
+  PSNR, and the PSNR BD tables add a BD-rate over the overlap's part at or below
+  cap − {margin:g} dB = {below:.2f} dB, where PSNR does not yet reward coding noise.
+
+"""
+
+TRUTH_TEXT = """
+## Against the clean truth
+
+This synthetic dataset stores the noise-free reflectivity of every patch (the *truth*, coded on
+the same window). **PSNR vs truth** is the PSNR of the reconstruction against it (same
+definition, valid pixels); it is not capped by the speckle and rewards removing it rather than
+coding it. The speckled input itself, with no coding at all, scores **{ref} dB** (± {ref_std}
+over patches): a codec above that line is closer to the truth than its own input. **ENL ratio,
+truth-homogeneous blocks**: as the ENL ratio, but over the 16 × 16 blocks whose truth intensity
+has a CV ≤ {cv:g} (fully valid, unclipped), so edges and texture cannot enter; > 1 means the codec
+smoothed speckle. At high rates a codec converges to its input, so PSNR vs truth may peak and
+fall again; the BD-rate then follows a non-monotone curve, while BD-PSNR (at equal rate) stays
+well defined.
 
 """
 
@@ -123,12 +143,18 @@ def write_report(
     out.mkdir(parents=True, exist_ok=True)
     meta = results.meta
     points = operating_points(results, n_boot=n_boot, groups=groups)
-    bd = bd_table(points, "psnr", n_boot=n_boot, groups=groups)
-    bd_stream = bd_table(points, "psnr", anchor_rate="stream_bpp", n_boot=n_boot, groups=groups)
-    bd_ssim = bd_table(points, "ssim", n_boot=n_boot, groups=groups)
     cap = float(meta.get("psnr_cap", math.nan))
+    below = cap - CAP_MARGIN_DB if math.isfinite(cap) else None
+    opts: dict[str, Any] = {"n_boot": n_boot, "groups": groups}
+    bd = bd_table(points, "psnr", max_quality=below, **opts)
+    bd_stream = bd_table(points, "psnr", anchor_rate="stream_bpp", max_quality=below, **opts)
+    bd_ssim = bd_table(points, "ssim", **opts)
+    truth = any("psnr_truth" in p.stats for p in points)
+    bd_truth = bd_table(points, "psnr_truth", **opts) if truth else []
+    ref = meta.get("psnr_truth_original")
     title = f"{meta.get('dataset')} · {meta.get('split')} split · n = {meta.get('n')} patches"
-    plots.save(plots.rd_figure(points, cap, title), out / "rd.png")
+    fig = plots.rd_figure(points, cap, title, truth_reference=ref if truth else None)
+    plots.save(fig, out / "rd.png")
     figs = {"rd": out / "rd.png"}
     gallery: dict[str, np.ndarray] = {}
     for d in gallery_dirs or [out]:  # merged results: every folder's kept patches
@@ -159,26 +185,40 @@ def write_report(
             looks=meta["looks"],
             sigma=meta["sigma_db"],
             cap=cap,
+            margin=CAP_MARGIN_DB,
+            below=math.nan if below is None else below,
         ),  # fmt: skip
         "## BD-rate against JPEG 2000 (PSNR)\n\n",
-        "Negative BD-rate: fewer bits than JPEG 2000 for the same PSNR. BD-quality: PSNR "
+        "Negative BD-rate: fewer bits than JPEG 2000 for the same PSNR. BD-PSNR: PSNR "
         "difference at the same rate (dB). Anchor: JPEG 2000 file bytes (JP2 container).\n\n",
         tables.bd_markdown(tables.bd_dicts(bd)),
         "\nThe same against the JPEG 2000 **codestream** bytes (no JP2 boxes):\n\n",
         tables.bd_markdown(tables.bd_dicts(bd_stream)),
         "\nWith SSIM as the quality (BD-quality in SSIM units):\n\n",
         tables.bd_markdown(tables.bd_dicts(bd_ssim)),
+    ]
+    if truth:
+        parts += [
+            TRUTH_TEXT.format(ref=tables.fmt(_num(ref), 2), cv=meta["truth"]["cv_max"],
+                              ref_std=tables.fmt(_num(meta.get("psnr_truth_original_std")), 2)),
+            "BD against JPEG 2000 with PSNR vs truth as the quality:\n\n",
+            tables.bd_markdown(tables.bd_dicts(bd_truth)),
+            "\nOperating points against the truth (regime: PSNR vs the speckled original):\n\n",
+            tables.points_table(points, tables.TRUTH_COLUMNS, cap),
+        ]  # fmt: skip
+    parts += [
         "\n## Rate-distortion\n\n![R-D curves](rd.png)\n\n",
         "Operating points: mean ± std over patches [95 % CI of the mean]; ENL ratios: geometric "
-        "mean ×/÷ geometric std [CI].\n\n",
-        tables.points_table(points, tables.MAIN_COLUMNS),
+        f"mean ×/÷ geometric std [CI]. Regime: mean PSNR against the cap ({tables.fmt(cap, 2)} dB)."
+        "\n\n",
+        tables.points_table(points, tables.MAIN_COLUMNS, cap),
         "\nThe other metrics, same format (MS-SSIM needs sides ≥ 176 px):\n\n",
-        tables.points_table(points, tables.MORE_COLUMNS),
+        tables.points_table(points, tables.MORE_COLUMNS, cap),
         "\n## Each model against JPEG 2000 at its own bit rate, patch by patch\n\n",
         tables.matched_table(points, groups),
         "\n## SAR metrics near 1 bpp\n\n",
         "Each curve's operating point closest to 1 bpp (in log rate):\n\n",
-        tables.near_one_table(points),
+        tables.near_one_table(points, cap=cap),
     ]
     if shown:
         parts += [
@@ -206,11 +246,14 @@ def write_report(
     parts += [f"- {m['name']}: `{m['checkpoint']}` (sha256 {m['weights_sha256'][:12]})\n"
               for m in meta.get("models", [])]  # fmt: skip
     text = "".join(parts)
-    _write_points_csv(points, out / "points.csv")
+    _write_points_csv(points, out / "points.csv", cap)
     bd_tables = {"psnr": bd, "psnr_codestream": bd_stream, "ssim": bd_ssim}
+    if truth:
+        bd_tables["psnr_truth"] = bd_truth
     _write_json({k: tables.bd_dicts(v) for k, v in bd_tables.items()}, out / "bd.json")
-    summary = {k: meta.get(k) for k in ("dataset", "split", "n", "scenes", "looks", "sigma_db",
-                                        "psnr_cap", "window_db", "seconds")}  # fmt: skip
+    keys = ("dataset", "split", "n", "scenes", "looks", "sigma_db", "psnr_cap", "window_db",
+            "seconds", *(("truth", "psnr_truth_original") if truth else ()))  # fmt: skip
+    summary = {k: meta.get(k) for k in keys}
     summary["timing"] = timing
     _write_json(summary, out / "summary.json")
     write_bytes(out / "report.md", text.encode())
@@ -219,17 +262,24 @@ def write_report(
     return out / "report.md"
 
 
-def _write_points_csv(points: Sequence[Point], path: Path) -> None:
+def _num(v: Any) -> float:
+    """A meta-data number, NaN when absent or null."""
+    return math.nan if v is None else float(v)
+
+
+def _write_points_csv(points: Sequence[Point], path: Path, cap: float) -> None:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["method", "family", "curve", "point", "role", "matched_to", "n", "metric",
-                "mean", "std", "median", "ci_lo", "ci_hi", "n_nan"])  # fmt: skip
+    w.writerow(["method", "family", "curve", "point", "role", "matched_to", "n", "regime",
+                "metric", "mean", "std", "median", "ci_lo", "ci_hi", "n_nan"])  # fmt: skip
     for p in points:
+        label = regime(p.mean("psnr"), cap)
         for k in METRICS:
             if k in p.stats:
                 s = p.stats[k]
-                w.writerow([p.method, p.family, p.curve, p.point, p.role, p.matched_to, p.n, k,
-                            s.mean, s.std, s.median, s.ci_lo, s.ci_hi, s.n_nan])  # fmt: skip
+                w.writerow([p.method, p.family, p.curve, p.point, p.role, p.matched_to, p.n,
+                            label, k, s.mean, s.std, s.median, s.ci_lo, s.ci_hi,
+                            s.n_nan])  # fmt: skip
     write_bytes(path, buf.getvalue().encode())
 
 

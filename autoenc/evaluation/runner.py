@@ -7,6 +7,12 @@ what the models were trained on and what the classical codecs encode (16-bit, no
 truncated). Each (method, operating point, patch) becomes one record with its real bit rate and
 every metric of :func:`autoenc.metrics.evaluate_batch`, computed per batch on ``device``.
 
+When every shard of the split stores its clean truth (synthetic data), every record also gets
+``psnr_truth``, ``enl_ratio_truth`` and ``homogeneous_fraction_truth``
+(:mod:`autoenc.metrics.truth`), and the meta-data the speckled input's own PSNR against the
+truth (``psnr_truth_original``, what "no coding" gives). Real data has no truth, and then no
+such columns.
+
 Three kinds of rows: ``model`` (a checkpoint at its own rate), ``ladder`` (a classical codec at
 each rate of a fixed ladder, to draw its R-D curve) and ``matched`` (a classical codec at the
 exact real bpp a model spent on that very patch, for paired comparisons and the gallery).
@@ -32,7 +38,7 @@ from autoenc.data.dataset_format import read_manifest, validate_shards
 from autoenc.data.patches import PatchDataset, decode
 from autoenc.evaluation.learned import LearnedCodec
 from autoenc.evaluation.records import GALLERY_NAME, Results, save_gallery
-from autoenc.metrics import evaluate_batch
+from autoenc.metrics import TRUTH_CV_MAX, evaluate_batch, psnr
 from autoenc.metrics.sar import estimate_looks, psnr_cap, sigma_db, unit_to_intensity
 
 log = logging.getLogger(__name__)
@@ -102,6 +108,29 @@ def _split_dataset(root: Path, split: str) -> tuple[PatchDataset, dict[str, Any]
     return PatchDataset(root, shards), manifest
 
 
+def _load_truth(dataset: PatchDataset, n: int) -> Tensor | None:
+    """The first ``n`` truth patches, ``(N, 1, P, P)`` float32 in [0, 1]; None without truth."""
+    if not dataset.has_truth:
+        if any("truth_file" in s for s in dataset.shards):
+            log.warning("only some shards of the split store the truth: evaluating without it")
+        return None
+    codes = [dataset.truth(i) for i in range(n)]  # (1, P, P) uint16 each
+    return decode(torch.stack([c.to(torch.int32) for c in codes if c is not None]))
+
+
+def _truth_meta(
+    manifest: dict[str, Any], x: Tensor, truth: Tensor, valid: Tensor
+) -> dict[str, Any]:
+    """Meta-data of an evaluation against the truth: its record and the speckled input's PSNR."""
+    ref = psnr(x, truth, valid).double().cpu().numpy()  # (N,) the "no coding" reference
+    ref = ref[np.isfinite(ref)]
+    return {
+        "truth": {**dict(manifest.get("truth") or {}), "cv_max": TRUTH_CV_MAX, "block": 16},
+        "psnr_truth_original": float(ref.mean()) if ref.size else math.nan,
+        "psnr_truth_original_std": float(ref.std(ddof=1)) if ref.size > 1 else math.nan,
+    }
+
+
 def _gallery_indices(n: int, count: int) -> list[int]:
     """Evenly spread patches (deterministic), so the gallery is not cherry-picked."""
     if count <= 0 or n == 0:
@@ -165,6 +194,8 @@ def evaluate(cfg: EvalConfig, out: Path, progress: bool = False) -> Results:
     # (N, 1, P, P) float32 and bool, moved to the device once for every method's metrics
     x_all = decode(torch.from_numpy(codes.astype(np.int32))[:, None]).to(device)
     masks = masks.to(device)
+    truth = _load_truth(dataset, n)
+    truth = None if truth is None else truth.to(device)
     looks = cfg.looks
     if looks is None:
         looks = estimate_looks(unit_to_intensity(x_all, window), valid=masks)
@@ -197,9 +228,11 @@ def evaluate(cfg: EvalConfig, out: Path, progress: bool = False) -> Results:
             ],  # fmt: skip
         }
     )
+    if truth is not None:
+        results.meta.update(_truth_meta(manifest, x_all, truth, masks))
     keep = set(_gallery_indices(n, cfg.gallery))
     work = n * (len(models) + len(cfg.ladder) * len(codecs) + (len(models) if cfg.matched else 0))
-    run = _Run(results, codes, x_all, masks, scene_ids, window, float(looks), device,
+    run = _Run(results, codes, x_all, masks, truth, scene_ids, window, float(looks), device,
                cfg.batch_size, keep, _Progress(progress, work))  # fmt: skip
     try:
         for spec, model in zip(cfg.models, models, strict=True):
@@ -232,6 +265,7 @@ class _Run:
         codes: np.ndarray,
         x_all: Tensor,
         masks: Tensor,
+        truth: Tensor | None,
         scene_ids: list[str],
         window: tuple[float, float],
         looks: float,
@@ -241,6 +275,7 @@ class _Run:
         bar: _Progress,
     ) -> None:
         self.results, self.codes, self.x_all, self.masks = results, codes, x_all, masks
+        self.truth = truth  # (N, 1, P, P) on the device, or None
         self.window, self.looks, self.device = window, looks, device
         self.batches = _batches(codes.shape[0], batch_size)
         self.keep, self.bar = keep, bar
@@ -252,7 +287,9 @@ class _Run:
     def _score(self, rows: dict[str, list[Any]], x_hat: Tensor, sl: slice, key: str) -> None:
         """Every metric of one batch, on the device; keep its gallery patches."""
         x, valid = self.x_all[sl], self.masks[sl]  # already on the device
-        m = evaluate_batch(x_hat.to(self.device), x, self.window, self.looks, valid=valid)
+        truth = None if self.truth is None else self.truth[sl]
+        m = evaluate_batch(x_hat.to(self.device), x, self.window, self.looks, valid=valid,
+                           truth=truth)  # fmt: skip
         for k, v in m.items():
             rows.setdefault(k, []).extend(v.double().cpu().tolist())
         for j, i in enumerate(range(sl.start, sl.stop)):

@@ -7,6 +7,11 @@ CompressAI does for Kodak). BD figures use PCHIP on ln(bpp) over the overlapping
 (:mod:`autoenc.metrics.bdrate`) and a paired percentile bootstrap over patches: each replicate
 draws the same patches for the model and the anchor, so the interval reflects which images were
 tested, not coding noise.
+
+Regimes: an operating point is ``"above cap"`` when its mean PSNR against the speckled original
+exceeds the speckle PSNR cap (``meta["psnr_cap"]``), else ``"below cap"``. Above the cap PSNR
+rewards coding speckle, so the PSNR BD tables also give a BD-rate restricted to qualities at most
+``cap - CAP_MARGIN_DB``: the usual overlap intersected with ``(-inf, cap - 0.3]``.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ log = logging.getLogger(__name__)
 METRICS = (
     "bpp", "stream_bpp", "psnr", "rmse_db", "ssim", "ms_ssim", "enl_ratio", "epi",
     "grad_ratio", "bias_db", "ratio_mean", "ratio_enl", "enl", "homogeneous_fraction",
+    "psnr_truth", "enl_ratio_truth", "homogeneous_fraction_truth",
 )  # fmt: skip
 #: Per-sample columns kept but not summarised (rate targeting diagnostics).
 EXTRA = ("hit", "encodes", "target_bpp", "encode_s", "decode_s")
@@ -37,7 +43,19 @@ ANCHOR = "jpeg2000"
 
 #: Ratio metrics summarised by their geometric mean: a reconstruction that is flat in a few
 #: patches has an ENL ratio of ~1e12 there, which would swamp an arithmetic mean.
-GEOMETRIC = ("enl_ratio", "ratio_enl")
+GEOMETRIC = ("enl_ratio", "ratio_enl", "enl_ratio_truth")
+#: The restricted BD-rate averages over qualities up to this far below the speckle cap (dB).
+CAP_MARGIN_DB = 0.3
+
+
+def regime(psnr_mean: float, cap: float) -> str:
+    """``"above cap"`` if the mean PSNR exceeds the speckle cap, ``"below cap"`` if not.
+
+    An empty string when either is not finite (no PSNR, or results without a cap).
+    """
+    if not (math.isfinite(psnr_mean) and math.isfinite(cap)):
+        return ""
+    return "above cap" if psnr_mean > cap else "below cap"
 
 
 def _summary(
@@ -127,6 +145,8 @@ class BDRow:
     n_points: int
     bd_rate: Any  # BootstrapBD of the rate difference (%)
     bd_quality: Any  # BootstrapBD of the quality difference (dB for PSNR)
+    bd_rate_below: Any = None  # BootstrapBD over qualities <= max_quality, or None
+    max_quality: float | None = None  # upper end of that restricted range
 
 
 def _stack(points: Sequence[Point], key: str) -> np.ndarray:
@@ -154,30 +174,37 @@ def bd_table(
     n_boot: int = 1000,
     seed: int = 0,
     groups: np.ndarray | None = None,
+    max_quality: float | None = None,
 ) -> list[BDRow]:
     """BD-rate and BD-quality of every other curve against ``anchor``'s ladder.
 
     ``anchor_rate`` picks the anchor's rate column: ``bpp`` (file bytes, JP2 container
-    included) or ``stream_bpp`` (codestream only, a stricter anchor at low rates).
+    included) or ``stream_bpp`` (codestream only, a stricter anchor at low rates). With
+    ``max_quality`` each row also gets the BD-rate over qualities up to it (``bd_rate_below``;
+    for PSNR, ``psnr_cap - CAP_MARGIN_DB``). Curves without ``quality`` are left out.
     """
     cv = curves(points)
-    if anchor not in cv:
+    if anchor not in cv or any(quality not in p.samples for p in cv[anchor]):
         return []
     ref = _distinct(cv[anchor], anchor_rate)
     rows = []
     for name, pts in cv.items():
-        if name == anchor:
+        if name == anchor or any(quality not in p.samples for p in pts):
             continue
         pts = _distinct(pts, "bpp")
         args = (_stack(ref, anchor_rate), _stack(ref, quality), _stack(pts, "bpp"),
                 _stack(pts, quality))  # fmt: skip
+        opts: dict[str, Any] = {"n_boot": n_boot, "seed": seed, "groups": groups}
         try:
-            rate = bootstrap_bd(*args, kind="rate", n_boot=n_boot, seed=seed, groups=groups)
-            qual = bootstrap_bd(*args, kind="quality", n_boot=n_boot, seed=seed, groups=groups)
+            rate = bootstrap_bd(*args, kind="rate", **opts)
+            qual = bootstrap_bd(*args, kind="quality", **opts)
+            below = None
+            if max_quality is not None:
+                below = bootstrap_bd(*args, kind="rate", max_quality=max_quality, **opts)
         except ValueError as e:  # e.g. a non-finite quality on a point: say so, keep the rest
             log.warning("BD of %s against %s (%s) skipped: %s", name, anchor, quality, e)
             continue
-        rows.append(BDRow(name, quality, anchor_rate, len(pts), rate, qual))
+        rows.append(BDRow(name, quality, anchor_rate, len(pts), rate, qual, below, max_quality))
     return rows
 
 
@@ -196,7 +223,15 @@ class Delta:
 
 def matched_deltas(
     points: Sequence[Point],
-    keys: Sequence[str] = ("bpp", "psnr", "ssim", "enl_ratio", "epi"),
+    keys: Sequence[str] = (
+        "bpp",
+        "psnr",
+        "ssim",
+        "enl_ratio",
+        "epi",
+        "psnr_truth",
+        "enl_ratio_truth",
+    ),  # fmt: skip
     groups: np.ndarray | None = None,
 ) -> list[Delta]:
     """For each model with a matched classical row, paired deltas per metric."""

@@ -16,12 +16,17 @@ import numpy as np
 
 from autoenc.evaluation.summary import (
     ANCHOR,
+    CAP_MARGIN_DB,
     GEOMETRIC,
     BDRow,
     Point,
     matched_deltas,
     nearest,
+    regime,
 )
+
+#: The cell of a restricted BD-rate whose range below the cap is empty.
+EMPTY_BELOW_CAP = "—"
 
 
 def fmt(v: float, digits: int = 3) -> str:
@@ -57,56 +62,102 @@ MORE_COLUMNS = (("ms_ssim", "MS-SSIM", 3), ("rmse_db", "RMSE (dB)", 2),
                 ("bias_db", "bias (dB)", 2), ("grad_ratio", "gradient ratio", 3),
                 ("ratio_mean", "ratio-image mean", 3), ("ratio_enl", "ratio-image ENL", 2),
                 ("stream_bpp", "codestream bpp", 3))  # fmt: skip
+#: Columns of the table against the clean truth (synthetic data only).
+TRUTH_COLUMNS = (("bpp", "bpp", 3), ("psnr", "PSNR vs original (dB)", 2),
+                 ("psnr_truth", "PSNR vs truth (dB)", 2),
+                 ("enl_ratio_truth", "ENL ratio, truth-homogeneous blocks", 2),
+                 ("homogeneous_fraction_truth", "truth-homogeneous block fraction", 3))  # fmt: skip
 
 
-def points_table(points: Sequence[Point], columns: Sequence[tuple[str, str, int]]) -> str:
-    """One row per model or ladder point: ``mean ± std [CI]`` per metric column."""
+def points_table(
+    points: Sequence[Point], columns: Sequence[tuple[str, str, int]], cap: float = math.nan
+) -> str:
+    """One row per model or ladder point: ``mean ± std [CI]`` per metric column.
+
+    With a finite speckle ``cap`` each row also says its regime (:func:`regime`).
+    """
+    labelled = math.isfinite(cap)
     rows = []
     for p in points:
         if p.role == "matched":
             continue
         cells = [msd(p.stats[k], k, d) if k in p.stats else "–" for k, _, d in columns]
-        rows.append([p.method, str(p.n), *cells])
-    return table(["method", "n", *(title for _, title, _ in columns)], rows)
+        label = [regime(p.mean("psnr"), cap) or "–"] if labelled else []
+        rows.append([p.method, str(p.n), *label, *cells])
+    head = ["method", "n", *(["regime"] if labelled else []), *(t for _, t, _ in columns)]
+    return table(head, rows)
 
 
 def bd_dicts(rows: Sequence[BDRow]) -> list[dict[str, Any]]:
-    """The BD table as JSON-ready dicts (what ``bd.json`` holds and the README renders)."""
+    """The BD table as JSON-ready dicts (what ``bd.json`` holds and the README renders).
+
+    ``bd_rate_below_cap`` (None when not computed) is the BD-rate over qualities up to
+    ``max_quality`` (``psnr_cap - 0.3`` dB in the PSNR tables).
+    """
     return [
         {"curve": r.curve, "quality": r.quality, "anchor": ANCHOR, "anchor_rate": r.rate_key,
          "points": r.n_points, "bd_rate": r.bd_rate.to_dict(),
-         "bd_quality": r.bd_quality.to_dict()}
+         "bd_quality": r.bd_quality.to_dict(),
+         "bd_rate_below_cap": None if r.bd_rate_below is None else r.bd_rate_below.to_dict(),
+         "max_quality": r.max_quality}
         for r in rows
     ]  # fmt: skip
 
 
+def _with_ci(d: dict[str, Any], digits: int, unit: str = "") -> str:
+    return f"{fmt(d['value'], digits)}{unit} [{fmt(d['ci_lo'], digits)}, {fmt(d['ci_hi'], digits)}]"
+
+
+def _below_cell(d: dict[str, Any] | None) -> str:
+    """The restricted BD-rate with its CI, or :data:`EMPTY_BELOW_CAP` without an overlap."""
+    if d is None or d["point"]["overlap"] is None:
+        return EMPTY_BELOW_CAP
+    return _with_ci(d, 1, " %")
+
+
 def bd_markdown(rows: Sequence[dict[str, Any]]) -> str:
-    """Render BD dicts (from :func:`bd_dicts` or ``bd.json``) as a Markdown table."""
+    """Render BD dicts (from :func:`bd_dicts` or ``bd.json``) as a Markdown table.
+
+    The quality column is headed BD-PSNR when the quality is a PSNR. When the rows carry a
+    restricted BD-rate (``bd_rate_below_cap``), it gets a column; its cell is
+    :data:`EMPTY_BELOW_CAP` when the overlap below ``max_quality`` is empty.
+    """
     if not rows:
         return "_no JPEG 2000 ladder in these results_\n"
+    limit = next((r.get("max_quality") for r in rows if r.get("max_quality") is not None), None)
     out = []
     for r in rows:
         br, bq = r["bd_rate"], r["bd_quality"]
         ov = br["point"]["overlap"]
-        out.append([
-            r["curve"], str(r["points"]), br["point"]["method"],
-            f"{fmt(br['value'], 1)} % [{fmt(br['ci_lo'], 1)}, {fmt(br['ci_hi'], 1)}]",
-            f"{fmt(bq['value'], 2)} [{fmt(bq['ci_lo'], 2)}, {fmt(bq['ci_hi'], 2)}]",
-            "–" if ov is None else f"{ov[0]:.3g}–{ov[1]:.3g}",
-            f"{br['n_overlap']}/{br['n_boot']}",
-        ])  # fmt: skip
-    text = table(BD_HEAD, out)
+        cells = [r["curve"], str(r["points"]), br["point"]["method"], _with_ci(br, 1, " %"),
+                 _with_ci(bq, 2), "–" if ov is None else f"{ov[0]:.3g}–{ov[1]:.3g}",
+                 f"{br['n_overlap']}/{br['n_boot']}"]  # fmt: skip
+        if limit is not None:
+            cells.insert(4, _below_cell(r.get("bd_rate_below_cap")))
+        out.append(cells)
+    psnr = all(str(r["quality"]).startswith("psnr") for r in rows)
+    head = [*BD_HEAD[:3], "BD-rate [95 % CI]", "BD-PSNR (dB) [95 % CI]" if psnr else
+            "BD-quality [95 % CI]", *BD_HEAD[3:]]  # fmt: skip
+    if limit is not None:
+        head.insert(4, f"BD-rate, PSNR ≤ {limit:.2f} dB (cap − {CAP_MARGIN_DB:g}) [95 % CI]")
+    text = table(head, out)
     if any(r["bd_rate"]["point"]["overlap"] is None for r in rows):
         text += (
             "\nA dash: no overlap. The curve's quality lies outside the anchor's range (e.g. below "
             "the quality of JPEG 2000's smallest file), so a BD-rate would need extrapolation; "
             "the BD-quality, at equal rate, is still defined.\n"
         )
+    if limit is not None and EMPTY_BELOW_CAP in [c[4] for c in out]:
+        text += (
+            f"\n{EMPTY_BELOW_CAP} below the cap: the overlap has no part at or below "
+            f"{limit:.2f} dB, or the fixed-rate model's point lies above it.\n"
+        )
     return text
 
 
-BD_HEAD = ["curve vs JPEG 2000", "points", "method", "BD-rate [95 % CI]", "BD-quality [95 % CI]",
-           "overlap (quality)", "replicates with overlap"]  # fmt: skip
+#: Columns of every BD table; the BD-rate and BD-quality columns go after the first three.
+BD_HEAD = ["curve vs JPEG 2000", "points", "method", "overlap (quality)",
+           "replicates with overlap"]  # fmt: skip
 
 
 def matched_table(points: Sequence[Point], groups: np.ndarray | None) -> str:
@@ -120,14 +171,14 @@ def matched_table(points: Sequence[Point], groups: np.ndarray | None) -> str:
     return table(head, rows) if rows else "_no matched rows_\n"
 
 
-def near_one_table(points: Sequence[Point], bpp: float = 1.0) -> str:
-    """Per curve, the operating point nearest ``bpp``: ENL ratio, EPI, PSNR."""
+def near_one_table(points: Sequence[Point], bpp: float = 1.0, cap: float = math.nan) -> str:
+    """Per curve, the operating point nearest ``bpp``: ENL ratio, EPI, PSNR and its regime."""
     rows = []
     for name, p in nearest(points, bpp).items():
         s = p.stats
         rows.append([name, p.point, fmt(p.mean("bpp")), ci(s["enl_ratio"], 2), ci(s["epi"]),
-                     ci(s["psnr"], 2)])  # fmt: skip
-    return table(["curve", "point", "bpp", "ENL ratio", "EPI", "PSNR (dB)"], rows)
+                     ci(s["psnr"], 2), regime(p.mean("psnr"), cap) or "–"])  # fmt: skip
+    return table(["curve", "point", "bpp", "ENL ratio", "EPI", "PSNR (dB)", "regime"], rows)
 
 
 def targeting(points: Sequence[Point]) -> str:

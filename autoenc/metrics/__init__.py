@@ -16,9 +16,11 @@ from autoenc.metrics.sar import (
     speckle_bias_db,
     unit_to_intensity,
 )
+from autoenc.metrics.truth import TRUTH_CV_MAX, truth_metrics
 
 __all__ = [
     "MS_SSIM_MIN_SIZE",
+    "TRUTH_CV_MAX",
     "block_stats",
     "epi",
     "estimate_looks",
@@ -34,5 +36,6 @@ __all__ = [
     "sigma_db",
     "speckle_bias_db",
     "ssim",
+    "truth_metrics",
     "unit_to_intensity",
 ]

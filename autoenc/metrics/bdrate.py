@@ -17,6 +17,9 @@ Method, exactly:
   the test codec needs fewer bits for the same quality.
 * **BD-quality** (BD-PSNR when quality is PSNR; SSIM works too): fit quality against ``ln R``,
   mean of (test - anchor) over the overlapping ``ln R`` range.
+* **Restricted BD-rate** (``max_quality``): the same over the overlap intersected with
+  ``(-inf, max_quality]``, e.g. PSNR below the speckle cap, where PSNR does not reward coding
+  noise; NaN when that intersection is empty.
 
 PCHIP rather than VCEG-M33's cubic polynomial because it passes through every point and cannot
 overshoot between them, where a cubic through four noisy points can bend backwards. Points with
@@ -27,13 +30,15 @@ Repeated independent values raise, since no function passes through both points.
 
 A fixed-rate model has one operating point: its BD-rate is ``R_test / R_anchor(q_test) - 1``
 and its BD-quality ``q_test - q_anchor(R_test)``, anchor interpolated by PCHIP, defined only
-when the point lies inside the anchor's range (``method == "single-point"``).
+when the point lies inside the anchor's range (``method == "single-point"``), and for a
+restricted BD-rate only when its quality is at most ``max_quality``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from functools import partial
 from typing import Any, Literal
 
 import numpy as np
@@ -183,8 +188,18 @@ def _merge_ties(x: FloatArray, y: FloatArray) -> tuple[FloatArray, FloatArray]:
     return ux, sums / np.bincount(inverse)
 
 
-def _bd(kind: Kind, ar: ArrayLike, aq: ArrayLike, tr: ArrayLike, tq: ArrayLike) -> BDResult:
-    """Shared BD-rate / BD-quality computation; ``kind`` picks the independent variable."""
+def _bd(
+    kind: Kind,
+    ar: ArrayLike,
+    aq: ArrayLike,
+    tr: ArrayLike,
+    tq: ArrayLike,
+    limit: float = np.inf,
+) -> BDResult:
+    """Shared BD-rate / BD-quality computation; ``kind`` picks the independent variable.
+
+    ``limit`` caps the independent variable's range (the quality, for a restricted BD-rate).
+    """
     ra, qa = _curve(ar, aq, "anchor", 2)
     rt, qt = _curve(tr, tq, "test", 1)
     xa, ya, xt, yt = (
@@ -199,12 +214,13 @@ def _bd(kind: Kind, ar: ArrayLike, aq: ArrayLike, tr: ArrayLike, tq: ArrayLike) 
     if xt.size == 1:
         method: Literal["pchip", "single-point"] = "single-point"
         lo = hi = float(xt[0])
-        inside = bool(anchor.x[0] <= lo <= anchor.x[-1])
+        inside = bool(anchor.x[0] <= lo <= min(anchor.x[-1], limit))
         delta = float(yt[0] - anchor(lo)) if inside else nan
         fraction = 1.0 if inside else 0.0
     else:
         method, test = "pchip", Pchip(xt, yt)
-        lo, hi = float(max(anchor.x[0], test.x[0])), float(min(anchor.x[-1], test.x[-1]))
+        lo = float(max(anchor.x[0], test.x[0]))
+        hi = float(min(anchor.x[-1], test.x[-1], limit))
         inside = hi > lo
         fraction = max(hi - lo, 0.0) / float(test.x[-1] - test.x[0])
         delta = (test.integrate(lo, hi) - anchor.integrate(lo, hi)) / (hi - lo) if inside else nan
@@ -216,7 +232,11 @@ def _bd(kind: Kind, ar: ArrayLike, aq: ArrayLike, tr: ArrayLike, tq: ArrayLike) 
 
 
 def bd_rate(
-    anchor_rate: ArrayLike, anchor_quality: ArrayLike, test_rate: ArrayLike, test_quality: ArrayLike
+    anchor_rate: ArrayLike,
+    anchor_quality: ArrayLike,
+    test_rate: ArrayLike,
+    test_quality: ArrayLike,
+    max_quality: float | None = None,
 ) -> BDResult:
     """Bjøntegaard delta rate of the test curve against the anchor, in percent.
 
@@ -225,15 +245,20 @@ def bd_rate(
         anchor_quality: Anchor quality (PSNR, SSIM, ...) at those points.
         test_rate: Test rates; a single point gives the ``"single-point"`` method.
         test_quality: Test quality.
+        max_quality: Average only over qualities up to this (the overlap intersected with
+            ``(-inf, max_quality]``); None for the whole overlap.
 
     Returns:
         The :class:`BDResult`; ``value`` is NaN and ``overlap`` None without a quality overlap.
 
     Raises:
-        ValueError: On mismatched lengths, fewer than 2 valid anchor or 1 valid test point, or
-            repeated quality values within a curve.
+        ValueError: On mismatched lengths, fewer than 2 valid anchor or 1 valid test point,
+            repeated quality values within a curve, or a NaN ``max_quality``.
     """
-    return _bd("rate", anchor_rate, anchor_quality, test_rate, test_quality)
+    limit = np.inf if max_quality is None else float(max_quality)
+    if np.isnan(limit):
+        raise ValueError("max_quality must be a number or None, got NaN")
+    return _bd("rate", anchor_rate, anchor_quality, test_rate, test_quality, limit)
 
 
 def bd_quality(
@@ -308,6 +333,7 @@ def bootstrap_bd(
     seed: int = 0,
     groups: ArrayLike | None = None,
     level: float = 0.95,
+    max_quality: float | None = None,
 ) -> BootstrapBD:
     """BD-rate or BD-quality with a paired (optionally cluster) percentile-bootstrap CI.
 
@@ -326,16 +352,19 @@ def bootstrap_bd(
         seed: Seed of the draws.
         groups: Optional length-N labels for a cluster bootstrap.
         level: Confidence level.
+        max_quality: BD-rate only: average over qualities up to this (see :func:`bd_rate`).
 
     Returns:
         The :class:`BootstrapBD`.
 
     Raises:
         ValueError: On bad shapes, non-finite samples, rates <= 0, a sample count differing
-            between anchor and test, or an unknown ``kind``.
+            between anchor and test, an unknown ``kind``, or ``max_quality`` with BD-quality.
     """
     if kind not in ("rate", "quality"):
         raise ValueError(f"kind must be 'rate' or 'quality', got {kind!r}")
+    if kind == "quality" and max_quality is not None:
+        raise ValueError(f"max_quality restricts a BD-rate only, got it with kind {kind!r}")
     check_bootstrap_args(n_boot, level)
     ar, aq = _samples(anchor_rates, anchor_quality, "anchor")
     tr, tq = _samples(test_rates, test_quality, "test")
@@ -344,7 +373,9 @@ def bootstrap_bd(
             f"anchor has N={ar.shape[1]} samples but test has N={tr.shape[1]}; the paired "
             "bootstrap needs the same samples in the same order"
         )
-    fn: Callable[..., BDResult] = bd_rate if kind == "rate" else bd_quality
+    fn: Callable[..., BDResult] = (
+        partial(bd_rate, max_quality=max_quality) if kind == "rate" else bd_quality
+    )
     stacked = np.concatenate([ar, aq, tr, tq])  # (2 P_anchor + 2 P_test, N)
     cuts = np.cumsum([ar.shape[0], ar.shape[0], tr.shape[0]])
     point = fn(*np.split(stacked.mean(axis=1), cuts))

@@ -243,11 +243,25 @@ def estimate_looks(intensity: Tensor, valid: Tensor | None = None, window: int =
         return math.exp(_mode(log_enl, bandwidth=0.8 / window))
 
 
+def _clipped(x_unit: Tensor) -> Tensor:
+    """Pixels at a window edge (0 or 1): clipped, so their block statistics are biased."""
+    return (x_unit <= 0.0) | (x_unit >= 1.0)
+
+
+def _low_cv(mean: Tensor, var: Tensor, bad: Tensor, window: int, cv_max: float) -> Tensor:
+    """Blocks without a ``bad`` pixel whose intensity CV ``√var / mean`` is at most ``cv_max``."""
+    return _usable(bad, window) & (var.sqrt() <= mean * cv_max)
+
+
+def _mean_enl(mean: Tensor, var: Tensor, mask: Tensor) -> Tensor:
+    """Mean local ENL over the blocks in ``mask``, ``(B,)`` float64 (NaN without blocks)."""
+    return torch.where(mask, _enl(mean, var), 0.0).sum(dim=(1, 2)) / mask.sum(dim=(1, 2)).double()
+
+
 def _homogeneous(
     mean: Tensor, var: Tensor, x: Tensor, valid: Tensor, window: int, looks: float, k: float
 ) -> Tensor:
-    bad = ~valid | (x <= 0.0) | (x >= 1.0)
-    return _usable(bad, window) & (var.sqrt() <= mean * (k / math.sqrt(looks)))
+    return _low_cv(mean, var, ~valid | _clipped(x), window, k / math.sqrt(looks))
 
 
 def homogeneous_blocks(
@@ -356,9 +370,8 @@ def _sar_metrics(
     mean, var = _block_stats(intensity, block)
     mask = _homogeneous(mean, var, x, valid, block, looks, k)  # (B, H//block, W//block)
     count = mask.sum(dim=(1, 2)).double()
-    enl = torch.where(mask, _enl(mean, var), 0.0).sum(dim=(1, 2)) / count
-    enl_hat = _enl(*_block_stats(intensity_hat, block))
-    enl_hat = torch.where(mask, enl_hat, 0.0).sum(dim=(1, 2)) / count
+    enl = _mean_enl(mean, var, mask)
+    enl_hat = _mean_enl(*_block_stats(intensity_hat, block), mask)
     ratio = intensity.div_(intensity_hat.clamp_min_(_TINY))
     interior = _interior(valid)  # shared by the EPI and the gradient ratio
     out = {
