@@ -9,10 +9,13 @@ and small, without torch.
 
 from __future__ import annotations
 
+import logging
 import math
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
@@ -20,6 +23,8 @@ from typing_extensions import override
 
 TRAINER_COMMANDS = ("fit", "validate", "test", "predict")
 RUN_CONFIG = "config.yaml"  # written by LightningCLI's SaveConfigCallback into the run folder
+
+log = logging.getLogger(__name__)
 
 
 class AutoencCLI(LightningCLI):
@@ -35,6 +40,8 @@ class AutoencCLI(LightningCLI):
 
     @override
     def before_instantiate_classes(self) -> None:
+        if self.subcommand is not None:
+            _cpu_precision(self.config[self.subcommand].trainer)
         if self.subcommand != "fit":
             return
         cfg = self.config["fit"]
@@ -74,6 +81,36 @@ class AutoencCLI(LightningCLI):
         if log_dir:
             lines.append(f"  TensorBoard: tensorboard --logdir {log_dir}")
         sys.stdout.write("\n".join(lines) + "\n")
+
+
+#: CPU capabilities (``torch.backends.cpu.get_cpu_capability()``) with no native bf16 math.
+_NO_FAST_BF16 = ("DEFAULT", "NO AVX", "AVX2")
+
+
+def _cpu_precision(trainer: Any) -> None:
+    """Train in fp32 instead of bf16-mixed on CPUs that only emulate bf16.
+
+    Measured on a 2-core AVX2 machine (AMD EPYC, torch 2.13): 40 demo steps took 115 s in
+    bf16-mixed and 39 s in fp32. ``AUTOENC_CPU_BF16=1`` keeps bf16 anyway.
+    """
+    import torch
+
+    precision = str(trainer.precision)
+    on_cpu = trainer.accelerator == "cpu" or (
+        trainer.accelerator == "auto" and not torch.cuda.is_available()
+    )
+    capability = torch.backends.cpu.get_cpu_capability()
+    if not (precision.startswith("bf16") and on_cpu and capability in _NO_FAST_BF16):
+        return
+    if os.environ.get("AUTOENC_CPU_BF16") == "1":
+        return
+    log.warning(
+        "precision %s -> 32-true: this CPU (%s) has no native bf16, which makes mixed precision "
+        "about 3x slower than fp32 here; set AUTOENC_CPU_BF16=1 to keep it",
+        precision,
+        capability,
+    )
+    trainer.precision = "32-true"
 
 
 def _run_config_for(ckpt_path: str) -> Path | None:

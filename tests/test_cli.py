@@ -217,3 +217,36 @@ def test_help_lists_every_command(capsys: pytest.CaptureFixture[str]) -> None:
     for command in ("fit", "validate", "test", "predict", "synth"):
         assert f"  {command} " in out
     assert main(["nonsense"]) == 2
+
+
+@pytest.mark.parametrize(
+    ("capability", "accelerator", "env", "want"),
+    [
+        ("AVX2", "cpu", None, "32-true"),
+        ("AVX2", "auto", None, "32-true"),
+        ("AVX2", "cpu", "1", "bf16-mixed"),
+        ("AVX512", "cpu", None, "bf16-mixed"),
+        ("AVX2", "gpu", None, "bf16-mixed"),
+    ],
+)
+def test_bf16_falls_back_to_fp32_on_cpus_without_native_bf16(
+    monkeypatch: pytest.MonkeyPatch, capability: str, accelerator: str, env: str | None, want: str
+) -> None:
+    from types import SimpleNamespace
+
+    import torch
+
+    from autoenc.trainer_cli import _cpu_precision
+
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: capability)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    if env is None:
+        monkeypatch.delenv("AUTOENC_CPU_BF16", raising=False)
+    else:
+        monkeypatch.setenv("AUTOENC_CPU_BF16", env)
+    trainer = SimpleNamespace(precision="bf16-mixed", accelerator=accelerator)
+    _cpu_precision(trainer)
+    assert trainer.precision == want
+    fp16 = SimpleNamespace(precision="16-mixed", accelerator="cpu")
+    _cpu_precision(fp16)
+    assert fp16.precision == "16-mixed"
