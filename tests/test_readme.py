@@ -31,3 +31,16 @@ def test_readme_comparison_block_is_the_committed_report() -> None:
     block = readme_block(report, README, "autoenc compare configs/compare/cpu.yaml")
     assert block in text
     assert (report / "rd.png").is_file() and (report / "report.md").is_file()
+
+
+def test_readme_synthetic_statistics_are_the_committed_measurement() -> None:
+    """The README's speckle table is what benchmarks/synth_stats.py measured and committed."""
+    import json
+
+    from autoenc.data.speckle_stats import markdown_table
+
+    record = json.loads(
+        (README.parent / "benchmarks" / "results" / "synth-stats.json").read_text("utf-8")
+    )
+    assert markdown_table(record) in README.read_text(encoding="utf-8")
+    assert all(p["ok"] for p in record["products"].values())
