@@ -459,3 +459,18 @@ def test_evaluate_and_report_without_truth(
         rows = list(csv.DictReader(f))
     assert {r["regime"] for r in rows} <= {"below cap", "above cap", ""}
     assert not any("truth" in r["metric"] for r in rows)
+
+
+def test_rising_branch_stops_at_the_best_quality() -> None:
+    from autoenc.evaluation.summary import rising_branch
+
+    class P:
+        def __init__(self, bpp: float, q: float) -> None:
+            self.v = {"bpp": bpp, "psnr_truth": q}
+
+        def mean(self, key: str) -> float:
+            return self.v[key]
+
+    pts = [P(1.0, 20.9), P(0.1, 22.9), P(0.05, 22.2), P(0.5, 21.2), P(0.03, 19.6)]
+    branch = rising_branch(pts, "psnr_truth")  # type: ignore[arg-type]
+    assert [p.mean("bpp") for p in branch] == [0.03, 0.05, 0.1]

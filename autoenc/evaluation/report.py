@@ -75,9 +75,9 @@ coding it. The speckled input itself, with no coding at all, scores **{ref} dB**
 over patches): a codec above that line is closer to the truth than its own input. **ENL ratio,
 truth-homogeneous blocks**: as the ENL ratio, but over the 16 × 16 blocks whose truth intensity
 has a CV ≤ {cv:g} (fully valid, unclipped), so edges and texture cannot enter; > 1 means the codec
-smoothed speckle. At high rates a codec converges to its input, so PSNR vs truth may peak and
-fall again; the BD-rate then follows a non-monotone curve, while BD-PSNR (at equal rate) stays
-well defined.
+smoothed speckle. At high rates a codec converges to its input, so PSNR vs truth peaks and
+falls again; the BD-rate below is therefore taken over each curve's rising branch (its points up
+to its best PSNR vs truth), while BD-PSNR (at equal rate) uses every point.
 
 """
 
@@ -150,7 +150,7 @@ def write_report(
     bd_stream = bd_table(points, "psnr", anchor_rate="stream_bpp", max_quality=below, **opts)
     bd_ssim = bd_table(points, "ssim", **opts)
     truth = any("psnr_truth" in p.stats for p in points)
-    bd_truth = bd_table(points, "psnr_truth", **opts) if truth else []
+    bd_truth = bd_table(points, "psnr_truth", rising=True, **opts) if truth else []
     ref = meta.get("psnr_truth_original")
     title = f"{meta.get('dataset')} · {meta.get('split')} split · n = {meta.get('n')} patches"
     fig = plots.rd_figure(points, cap, title, truth_reference=ref if truth else None)

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from autoenc.evaluation.records import Results, column
-from autoenc.metrics.bdrate import bootstrap_bd
+from autoenc.metrics.bdrate import BDResult, BootstrapBD, bootstrap_bd
 from autoenc.metrics.stats import Summary, summarize
 
 log = logging.getLogger(__name__)
@@ -166,6 +166,24 @@ def _distinct(points: Sequence[Point], rate: str) -> list[Point]:
     return out
 
 
+def rising_branch(points: Sequence[Point], quality: str) -> list[Point]:
+    """A curve's points by rate, up to its best mean ``quality`` (where it stops rising).
+
+    PSNR against the clean truth first rises with rate and then falls back towards the
+    speckled input's own score; a BD-rate needs quality as a function of rate to be invertible,
+    so it is taken over this branch.
+    """
+    by_rate = sorted(points, key=lambda p: p.mean("bpp"))
+    best = int(np.argmax([p.mean(quality) for p in by_rate]))
+    return list(by_rate[: best + 1])
+
+
+def _undefined_rate(like: BootstrapBD) -> BootstrapBD:
+    """A BD-rate without overlap, shaped like ``like`` (rendered as a dash)."""
+    none = BDResult(math.nan, None, 0.0, like.point.method, like.point.n_anchor, like.point.n_test)
+    return replace(like, kind="rate", point=none, ci_lo=math.nan, ci_hi=math.nan, n_overlap=0)
+
+
 def bd_table(
     points: Sequence[Point],
     quality: str = "psnr",
@@ -175,13 +193,16 @@ def bd_table(
     seed: int = 0,
     groups: np.ndarray | None = None,
     max_quality: float | None = None,
+    rising: bool = False,
 ) -> list[BDRow]:
     """BD-rate and BD-quality of every other curve against ``anchor``'s ladder.
 
     ``anchor_rate`` picks the anchor's rate column: ``bpp`` (file bytes, JP2 container
     included) or ``stream_bpp`` (codestream only, a stricter anchor at low rates). With
     ``max_quality`` each row also gets the BD-rate over qualities up to it (``bd_rate_below``;
-    for PSNR, ``psnr_cap - CAP_MARGIN_DB``). Curves without ``quality`` are left out.
+    for PSNR, ``psnr_cap - CAP_MARGIN_DB``). With ``rising`` the BD-rate uses each curve's
+    :func:`rising_branch` only (for non-monotone qualities such as ``psnr_truth``); BD-quality,
+    at equal rate, always uses every point. Curves without ``quality`` are left out.
     """
     cv = curves(points)
     if anchor not in cv or any(quality not in p.samples for p in cv[anchor]):
@@ -195,9 +216,17 @@ def bd_table(
         args = (_stack(ref, anchor_rate), _stack(ref, quality), _stack(pts, "bpp"),
                 _stack(pts, quality))  # fmt: skip
         opts: dict[str, Any] = {"n_boot": n_boot, "seed": seed, "groups": groups}
+        rate_args = args
+        if rising:
+            r_ref, r_pts = rising_branch(ref, quality), rising_branch(pts, quality)
+            rate_args = (_stack(r_ref, anchor_rate), _stack(r_ref, quality),
+                         _stack(r_pts, "bpp"), _stack(r_pts, quality))  # fmt: skip
         try:
-            rate = bootstrap_bd(*args, kind="rate", **opts)
             qual = bootstrap_bd(*args, kind="quality", **opts)
+            if rising and len(r_ref) < 2:  # the anchor never rises: no BD-rate on this branch
+                rate = _undefined_rate(qual)
+            else:
+                rate = bootstrap_bd(*rate_args, kind="rate", **opts)
             below = None
             if max_quality is not None:
                 below = bootstrap_bd(*args, kind="rate", max_quality=max_quality, **opts)
