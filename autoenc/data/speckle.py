@@ -71,6 +71,16 @@ class SpeckleModel:
         if not 0 <= self.hamming <= 1:
             raise ValueError(f"hamming must be in [0, 1], got {self.hamming!r}")
 
+    def to_dict(self) -> dict[str, Any]:
+        """JSON record for manifests (``source.speckle``)."""
+        return {
+            "product": self.name,
+            "looks": float(self.looks),
+            "oversampling": [float(o) for o in self.oversampling],
+            "hamming": float(self.hamming),
+            "white": bool(self.white),
+        }
+
     def look_weights(self) -> NDArray[np.float64]:
         """Weights of the independent looks, mean 1, whose average has ENL ``looks``.
 

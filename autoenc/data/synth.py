@@ -59,6 +59,10 @@ class SceneContent:
     bright_fraction: float = 0.002
     dark_fraction: float = 0.03
 
+    def to_dict(self) -> dict[str, float]:
+        """JSON record for manifests (``source.content``)."""
+        return {"bright_fraction": self.bright_fraction, "dark_fraction": self.dark_fraction}
+
     def __post_init__(self) -> None:
         for name in ("bright_fraction", "dark_fraction"):
             v = getattr(self, name)

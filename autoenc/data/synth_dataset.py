@@ -13,7 +13,7 @@ import logging
 import shutil
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ from numpy.typing import NDArray
 
 from autoenc.data.dataset_format import MANIFEST_NAME
 from autoenc.data.prepare import STATE_DIR, PrepareConfig, prepare
-from autoenc.data.speckle import DEFAULT_PRODUCT, PRODUCTS, SpeckleModel, product
+from autoenc.data.speckle import DEFAULT_PRODUCT, PRODUCTS, product
 from autoenc.data.synth import SceneContent
 from autoenc.data.synth_geotiff import SYNTH_CALIBRATION_A, mirror_rows_cols, write_scenes
 from autoenc.data.truth import TruthReader, attach_truth
@@ -45,19 +45,25 @@ def _progress(enabled: bool, total: int) -> Any:
     return p
 
 
-def _truth_store(folder: Path, size: int) -> tuple[Any, dict[str, TruthReader]]:
-    """A ``write_scenes`` truth callback saving each base truth, and the readers it fills."""
+def _truth_store(
+    folder: Path, size: int
+) -> tuple[Callable[[Path, NDArray[np.float32]], None], dict[str, TruthReader]]:
+    """A ``write_scenes`` truth callback saving each base truth, and the readers it fills.
+
+    Each base truth goes to ``folder`` and is read back memory-mapped, so a dataset of many
+    large scenes never holds their truths in memory at once.
+    """
     readers: dict[str, TruthReader] = {}
 
     def keep(path: Path, base: NDArray[np.float32]) -> None:
         f = folder / f"{path.stem}.npy"
         folder.mkdir(parents=True, exist_ok=True)
         np.save(f, base, allow_pickle=False)
+        truth = np.load(f, mmap_mode="r")
         rows, cols = mirror_rows_cols(size, size, base.shape)
 
-        def read(r: NDArray[np.int64], c: NDArray[np.int64], f: Path = f) -> NDArray[np.float32]:
-            t = np.load(f, mmap_mode="r")
-            return np.asarray(t[np.ix_(rows[r], cols[c])], dtype=np.float32)
+        def read(r: NDArray[np.int64], c: NDArray[np.int64]) -> NDArray[np.float32]:
+            return np.asarray(truth[np.ix_(rows[r], cols[c])], dtype=np.float32)
 
         readers[path.stem] = read
 
@@ -145,9 +151,8 @@ def make_synthetic_dataset(
             "scene_seeding": "np.random.default_rng(SeedSequence([seed, scene_index]))",
             "scene_files": "GeoTIFFs written by autoenc.data.synth_geotiff, then autoenc prepare",
         }
-        source["speckle"] = _model_record(model)
-        source["content"] = {"bright_fraction": content.bright_fraction,
-                             "dark_fraction": content.dark_fraction}  # fmt: skip
+        source["speckle"] = model.to_dict()
+        source["content"] = content.to_dict()
         report = prepare([scene_dir], data, cfg, extra_source=source)
         shutil.rmtree(data / STATE_DIR)
         attach_truth(data, readers, {"generator": GENERATOR_NAME, "product": model.name})
@@ -174,16 +179,6 @@ def make_synthetic_dataset(
     return out
 
 
-def _model_record(model: SpeckleModel) -> dict[str, Any]:
-    return {
-        "product": model.name,
-        "looks": float(model.looks),
-        "oversampling": [float(o) for o in model.oversampling],
-        "hamming": float(model.hamming),
-        "white": bool(model.white),
-    }
-
-
 def build_parser() -> argparse.ArgumentParser:
     """Argument parser for ``autoenc synth``."""
     p = argparse.ArgumentParser(
@@ -200,7 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_PRODUCT,
         help="speckle model: grdh (IW GRDH: ENL 4.4, correlated speckle from the imaging chain, "
         "the default), slc-intensity (single look, nearly white) or white (i.i.d. Gamma "
-        "speckle, the generator before 0.2)",
+        "speckle, the earlier generator)",
     )
     p.add_argument(
         "--looks", type=float, default=None, help="replace the product's ENL (grdh: 4.4)"
