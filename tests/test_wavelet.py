@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from autoenc.layers.wavelet import Subbands, dwt2, idwt2
-from autoenc.models.wavelet import WaveletContextCodec
+from autoenc.models.wavelet import WaveletContextCodec, conditional_mean
 
 
 @pytest.mark.parametrize(("levels", "shape"), [(1, (2, 1, 8, 6)), (3, (1, 2, 32, 48)),
@@ -47,16 +47,35 @@ def _codec() -> WaveletContextCodec:
     return WaveletContextCodec(levels=3, width=8).eval()
 
 
-def test_eval_reconstruction_is_the_quantised_transform() -> None:
+def test_eval_reconstruction_is_the_conditional_mean_of_each_bin() -> None:
     model = _codec()
     x = torch.rand(2, 1, 32, 32, generator=torch.Generator().manual_seed(2))
     step = torch.tensor([0.1, 0.1])
     out = model(x, step)
-    q = dwt2(x - 0.5, 3).map(lambda t: torch.round(t / 0.1) * 0.1)
-    torch.testing.assert_close(out["x_hat"], idwt2(q) + 0.5)
+    q = model._quantise(x, step)
+    scales = model._scales(q, step)
+    centre = idwt2(q.map(lambda t: t * 0.1)) + 0.5
+    assert float((out["x_hat"] - centre).abs().max()) > 1e-4  # not the bin centres
+    mean = Subbands(
+        conditional_mean(q.ll, scales.ll),
+        tuple(tuple(conditional_mean(a, b) for a, b in zip(lq, ls, strict=True))
+              for lq, ls in zip(q.details, scales.details, strict=True)),  # type: ignore[misc]
+    )  # fmt: skip
+    torch.testing.assert_close(out["x_hat"], idwt2(mean.map(lambda t: t * 0.1)) + 0.5)
     assert float((out["x_hat"] - x).abs().max()) < 0.2
     lik = out["likelihoods"]["y"]
     assert lik.shape == (2, 32 * 32) and bool(((lik > 0) & (lik <= 1)).all())
+
+
+def test_conditional_mean_matches_numerical_integration() -> None:
+    q = torch.tensor([0.0, 1.0, -2.0, 5.0, -5.0, 300.0])
+    scale = torch.tensor([0.7, 1.0, 3.0, 1.0, 1.0, 1.0])
+    got = conditional_mean(q, scale)
+    for i in range(5):
+        y = torch.linspace(float(q[i]) - 0.5, float(q[i]) + 0.5, 200_001, dtype=torch.float64)
+        w = torch.exp(-0.5 * (y / float(scale[i])) ** 2)
+        assert float(got[i]) == pytest.approx(float((y * w).sum() / w.sum()), abs=2e-4)
+    assert float(got[5]) == 300.0  # mass underflows: the bin centre
 
 
 def test_contexts_only_use_symbols_coded_before() -> None:
