@@ -23,7 +23,7 @@ Invariants:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -154,9 +154,7 @@ def product(
             if isinstance(oversampling, (int, float))
             else (float(oversampling[0]), float(oversampling[1]))
         )
-    return SpeckleModel(
-        base.name, base.looks if looks is None else float(looks), os_, base.hamming, base.white
-    )
+    return replace(base, looks=base.looks if looks is None else float(looks), oversampling=os_)
 
 
 def chain_speckle(

@@ -17,6 +17,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from autoenc.data.speckle import PRODUCTS, SpeckleModel, chain_speckle
+from autoenc.data.synth import BRIGHT_DB, DARK_DB, synth_scene
+from autoenc.data.synth_geotiff import scene_rng
 
 #: Side of the moving mean subtracted from the dB image (the real-data measurement used 9).
 RESIDUAL_BOX = 9
@@ -168,9 +170,6 @@ def flat_lags(model: SpeckleModel, side: int = 1024) -> tuple[float, float]:
 
 def measure_products(scenes: int = 4, size: int = 1024, seed: int = 0) -> dict[str, Any]:
     """Every product of :data:`PRODUCTS` on the default scene content, against its target."""
-    from autoenc.data.synth import BRIGHT_DB, DARK_DB, synth_scene
-    from autoenc.data.synth_geotiff import scene_rng
-
     out: dict[str, Any] = {"scenes": scenes, "size": size, "seed": seed, "products": {}}
     for name, model in PRODUCTS.items():
         t0 = time.perf_counter()

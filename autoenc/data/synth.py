@@ -13,7 +13,7 @@ below the usual σ⁰ window (a configurable share of pixels below −25 dB) and
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -33,8 +33,6 @@ LAND_COVER: tuple[
 )
 _WATER, _FIELDS, _FOREST, _URBAN = range(4)
 
-#: Region labelling runs at full resolution (the historic 4-px label grid made staircases).
-_LABEL_FACTOR = 1
 #: Reference side length the feature densities are specified for.
 _REF_SIDE = 1024.0
 #: Thresholds of the dynamic-range shares (σ⁰ dB): what the usual window (−25, 5) clips.
@@ -113,18 +111,13 @@ def _nearest_seed(
     return lab
 
 
-def _upsample_nearest(a: NDArray[Any], shape: tuple[int, int], factor: int) -> NDArray[Any]:
-    iy = np.minimum(np.arange(shape[0]) // factor, a.shape[0] - 1)
-    ix = np.minimum(np.arange(shape[1]) // factor, a.shape[1] - 1)
-    return a[iy][:, ix]
-
-
 def _regions(shape: tuple[int, int], rng: np.random.Generator) -> NDArray[np.int32]:
-    """Voronoi regions with warped (irregular) boundaries, in full resolution."""
-    h, w = shape
-    f = _LABEL_FACTOR
-    lh, lw = -(-h // f), -(-w // f)
-    scale = h * w / _REF_SIDE**2
+    """Voronoi regions with warped (irregular) boundaries, labelled at full resolution.
+
+    (Labelling on a coarser grid, as this generator once did, makes staircase edges.)
+    """
+    lh, lw = shape
+    scale = lh * lw / _REF_SIDE**2
     n = max(2, int(round(rng.integers(8, 31) * scale)))
     seeds = (rng.random((n, 2)) * np.array([lh, lw])).astype(np.float32)
     ys, xs = np.mgrid[0:lh, 0:lw].astype(np.float32)
@@ -132,15 +125,13 @@ def _regions(shape: tuple[int, int], rng: np.random.Generator) -> NDArray[np.int
     cells = (max(2, lh // 24), max(2, lw // 24))
     ys = ys + amp * smooth_noise((lh, lw), cells, rng)
     xs = xs + amp * smooth_noise((lh, lw), cells, rng)
-    return _upsample_nearest(_nearest_seed(ys, xs, seeds), shape, f)
+    return _nearest_seed(ys, xs, seeds)
 
 
 def _parcels(shape: tuple[int, int], cell: float, rng: np.random.Generator) -> NDArray[np.int32]:
     """Jittered-grid Voronoi parcels (agricultural fields), ~``cell`` px wide."""
-    h, w = shape
-    f = _LABEL_FACTOR
-    lh, lw = -(-h // f), -(-w // f)
-    c = max(cell / f, 2.0)
+    lh, lw = shape
+    c = max(cell, 2.0)
     gh, gw = int(np.ceil(lh / c)) + 1, int(np.ceil(lw / c)) + 1
     jit = rng.random((gh, gw, 2)).astype(np.float32)
     sy = (np.arange(gh, dtype=np.float32)[:, None] + jit[..., 0]) * c
@@ -157,7 +148,7 @@ def _parcels(shape: tuple[int, int], cell: float, rng: np.random.Generator) -> N
             closer = d < best
             best = np.where(closer, d, best)
             lab = np.where(closer, (ny * gw + nx).astype(np.int32), lab)
-    return _upsample_nearest(lab, shape, f)
+    return lab
 
 
 def _curve_mask(
@@ -234,12 +225,13 @@ def _antialias_with_sea(
     field = smooth_noise((h, w), (max(2, h // 256), max(2, w // 256)), rng)
     level = rng.uniform(-29.0, -26.5) + 0.8 * smooth_noise((h, w), (2, 2), rng)
     sea_lin = _to_lin(np.minimum(level, DARK_DB - 0.5).astype(np.float32))
+    dark_lin = _to_lin(np.array([DARK_DB], np.float32))[0]
     want = fraction
     out = land
     for _ in range(3):  # the rim loses a little area each time; two refinements suffice
         m = (field > np.quantile(field, 1.0 - min(want, 0.999))).astype(np.float32)
         out = _blur3(land * (1 - m) + sea_lin * m)
-        got = float((out < _to_lin(np.array([DARK_DB], np.float32))[0]).mean())
+        got = float((out < dark_lin).mean())
         if got <= 0 or abs(got - fraction) <= 0.02 * fraction:
             break
         want *= fraction / got
@@ -368,7 +360,6 @@ def synth_scene(
     rng = np.random.default_rng() if rng is None else rng
     model = PRODUCTS["grdh"] if model is None else model
     if looks is not None:
-        model = SpeckleModel(model.name, float(looks), model.oversampling, model.hamming,
-                             model.white)  # fmt: skip
+        model = replace(model, looks=float(looks))
     db = reflectivity_db(size, rng, content)
     return chain_speckle(_to_lin(db), model, rng), db
