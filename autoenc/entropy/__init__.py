@@ -5,7 +5,13 @@
 from __future__ import annotations
 
 from autoenc.entropy.base import EntropyModel, bits, lower_bound
-from autoenc.entropy.coder import PRECISION, TableCoder, quantize_pmf
+from autoenc.entropy.coder import (
+    PRECISION,
+    StreamDecoder,
+    StreamEncoder,
+    TableCoder,
+    quantize_pmf,
+)
 from autoenc.entropy.factorized import EntropyBottleneck
 from autoenc.entropy.gaussian import GaussianConditional, get_scale_table
 
@@ -14,6 +20,8 @@ __all__ = [
     "EntropyBottleneck",
     "EntropyModel",
     "GaussianConditional",
+    "StreamDecoder",
+    "StreamEncoder",
     "TableCoder",
     "bits",
     "get_scale_table",

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from autoenc.entropy.coder import TableCoder, quantize_pmf
+from autoenc.entropy.coder import StreamDecoder, StreamEncoder, TableCoder, quantize_pmf
 
 QuantizeMode = Literal["noise", "dequantize", "symbols"]
 
@@ -142,6 +142,14 @@ class EntropyModel(nn.Module):
             self._pmf_length.cpu().numpy(),
             self._offset.cpu().numpy(),
         )
+
+    def stream_encoder(self) -> StreamEncoder:
+        """An empty single-stream encoder over this model's tables (see :class:`StreamEncoder`)."""
+        return StreamEncoder(self._coder())
+
+    def stream_decoder(self, data: bytes) -> StreamDecoder:
+        """A decoder of a :meth:`stream_encoder` stream."""
+        return StreamDecoder(self._coder(), data)
 
     def _compress_symbols(self, symbols: Tensor, indexes: Tensor) -> list[bytes]:
         """One string per batch item; ``symbols`` and ``indexes`` are (B, ...)."""

@@ -150,19 +150,25 @@ class TableCoder:
             ValueError: if the arrays differ in size, hold non-integers, an index is out of
                 range or a symbol does not fit int32.
         """
-        symbols = np.asarray(symbols)
-        if not np.issubdtype(symbols.dtype, np.integer):
-            raise ValueError(f"symbols must be integers, got dtype {symbols.dtype}")
-        values = symbols.reshape(-1).astype(np.int64)
-        if values.size and (values.min() < -(2**31) or values.max() >= 2**31):
-            raise ValueError(f"symbols must fit int32, got range {values.min()}..{values.max()}")
-        order, sorted_indexes, bounds = self._grouping(indexes, values.size)
+        values = _int32_values(symbols)
+        self._grouping(indexes, values.size)  # validates the indexes
         if values.size == 0:
             return b""
+        encoder = constriction.stream.queue.RangeEncoder()
+        self._encode_into(encoder, values, indexes)
+        words: npt.NDArray[np.uint32] = encoder.get_compressed()
+        return words.astype("<u4").tobytes()
+
+    def _encode_into(
+        self, encoder: Any, values: npt.NDArray[np.int64], indexes: npt.NDArray[np.integer]
+    ) -> None:
+        """Append ``values`` (flat int64) and their escapes to an open range ``encoder``."""
+        order, sorted_indexes, bounds = self._grouping(indexes, values.size)
+        if values.size == 0:
+            return
         bins = values[order] - self.offsets[sorted_indexes]
         escape_bin = self.lengths[sorted_indexes] - 1
         escaped = (bins < 0) | (bins >= escape_bin)
-        encoder = constriction.stream.queue.RangeEncoder()
         coded = np.where(escaped, escape_bin, bins).astype(np.int32)
         for t in np.flatnonzero(np.diff(bounds)):
             encoder.encode(coded[bounds[t] : bounds[t + 1]], self._models[t])
@@ -170,8 +176,6 @@ class TableCoder:
             below = bins[escaped] < 0
             distance = np.where(below, -bins[escaped] - 1, bins[escaped] - escape_bin[escaped])
             _encode_escapes(encoder, below, distance)
-        words: npt.NDArray[np.uint32] = encoder.get_compressed()
-        return words.astype("<u4").tobytes()
 
     def decode(self, data: bytes, indexes: npt.NDArray[np.integer]) -> npt.NDArray[np.int32]:
         """Invert `encode`: decode one symbol per entry of ``indexes`` (flattened).
@@ -181,13 +185,17 @@ class TableCoder:
                 it decodes to values outside int32 (corrupt or mismatched stream).
         """
         size = int(np.asarray(indexes).size)
+        self._grouping(indexes, size)  # validates the indexes before the data
+        if size == 0:
+            return np.empty(0, dtype=np.int32)
+        return self._decode_from(_range_decoder(data), indexes)
+
+    def _decode_from(self, decoder: Any, indexes: npt.NDArray[np.integer]) -> npt.NDArray[np.int32]:
+        """Decode one symbol per entry of ``indexes`` from an open range ``decoder``."""
+        size = int(np.asarray(indexes).size)
         order, sorted_indexes, bounds = self._grouping(indexes, size)
         if size == 0:
             return np.empty(0, dtype=np.int32)
-        if len(data) % 4:
-            raise ValueError(f"stream length {len(data)} is not a multiple of 4 bytes")
-        words = np.frombuffer(data, dtype="<u4").astype(np.uint32)
-        decoder = constriction.stream.queue.RangeDecoder(words)
         bins = np.empty(size, dtype=np.int64)
         for t in np.flatnonzero(np.diff(bounds)):
             count = int(bounds[t + 1] - bounds[t])
@@ -227,6 +235,64 @@ class TableCoder:
         bounds = np.zeros(self.num_tables + 1, dtype=np.int64)
         np.cumsum(np.bincount(sorted_indexes, minlength=self.num_tables), out=bounds[1:])
         return order, sorted_indexes, bounds
+
+
+class StreamEncoder:
+    """Several groups of symbols, each with its own indexes, in one range-coded stream.
+
+    A codec whose later symbols' tables depend on earlier symbols (a context model) codes
+    group after group into one stream, which costs one flush instead of one per group; the
+    :class:`StreamDecoder` reads the groups back in the same order.
+    """
+
+    def __init__(self, coder: TableCoder) -> None:
+        """Open an empty stream coded with ``coder``'s tables."""
+        self.coder = coder
+        self._encoder = constriction.stream.queue.RangeEncoder()
+
+    def encode(self, symbols: npt.NDArray[np.integer], indexes: npt.NDArray[np.integer]) -> None:
+        """Append one group (as :meth:`TableCoder.encode`)."""
+        values = _int32_values(symbols)
+        self.coder._encode_into(self._encoder, values, indexes)
+
+    def finish(self) -> bytes:
+        """The stream's bytes (whole little-endian 32-bit words)."""
+        words: npt.NDArray[np.uint32] = self._encoder.get_compressed()
+        return words.astype("<u4").tobytes()
+
+
+class StreamDecoder:
+    """Reads back the groups of a :class:`StreamEncoder` stream, in order."""
+
+    def __init__(self, coder: TableCoder, data: bytes) -> None:
+        """Open ``data``.
+
+        Raises:
+            ValueError: ``data`` is not whole 32-bit words.
+        """
+        self.coder = coder
+        self._decoder = _range_decoder(data)
+
+    def decode(self, indexes: npt.NDArray[np.integer]) -> npt.NDArray[np.int32]:
+        """The next group: one symbol per entry of ``indexes`` (flattened)."""
+        return self.coder._decode_from(self._decoder, indexes)
+
+
+def _int32_values(symbols: npt.NDArray[np.integer]) -> npt.NDArray[np.int64]:
+    symbols = np.asarray(symbols)
+    if not np.issubdtype(symbols.dtype, np.integer):
+        raise ValueError(f"symbols must be integers, got dtype {symbols.dtype}")
+    values = symbols.reshape(-1).astype(np.int64)
+    if values.size and (values.min() < -(2**31) or values.max() >= 2**31):
+        raise ValueError(f"symbols must fit int32, got range {values.min()}..{values.max()}")
+    return values
+
+
+def _range_decoder(data: bytes) -> Any:
+    if len(data) % 4:
+        raise ValueError(f"stream length {len(data)} is not a multiple of 4 bytes")
+    words = np.frombuffer(data, dtype="<u4").astype(np.uint32)
+    return constriction.stream.queue.RangeDecoder(words)
 
 
 def _encode_escapes(

@@ -1,0 +1,253 @@
+# Copyright (c) autoenc developers.
+# Licensed under the MIT License.
+"""A learned, parallel-decodable context model of quantised wavelet subbands (a latent codec).
+
+Every symbol ``q = round(y / step)`` of a Mallat decomposition is coded with a zero-mean
+Gaussian whose scale a small CNN predicts from what the decoder already has. The coding order is
+a sequence of *stages*; a stage's scales depend only on stages before it, and all the symbols of
+a stage are decoded in parallel (He et al. 2021's checkerboard, over subbands with parent
+contexts as in iWave's context model; no serial autoregression):
+
+1. LL anchors ((i + j) even): one learned scale, a linear function of log step;
+2. the rest of LL, from the decoded anchors;
+3. per detail level, coarse to fine, the anchors of its three bands (HL, LH, HH) from the
+   low-pass image at that level's resolution (synthesised from all coarser bands) and the
+   magnitudes of the parent level's bands;
+4. then the rest of the level's three bands, from the same plus the decoded anchors.
+
+Training, encoding and decoding run the very same stage code (:meth:`SubbandContext._run`): the
+decoder only fills in each stage's symbols before the next stage reads them, so the scales it
+computes are the encoder's, operation for operation. A CRC32 of the table indexes travels with
+each stream to catch a decoder on other hardware that computes different ones.
+
+Symbols are reconstructed at their conditional mean under the predicted Gaussian
+(:func:`conditional_mean`), not at the bin centre: +0.2 to +0.5 dB at equal rate on SAR, free.
+
+Invariants:
+    * ``likelihoods`` are the exact masses of the rounded symbols under the predicted scales
+      (no noise proxy: the transform is fixed, so only the entropy model learns);
+    * :meth:`decompress` returns the ``y_hat`` that :meth:`forward` returns for the same input;
+    * one range-coded stream per item, whatever the number of stages.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from autoenc.entropy.gaussian import GaussianConditional
+from autoenc.layers.wavelet import Subbands, idwt2
+
+#: (band indexes, anchors?) of a stage; band index into :func:`flat` order.
+Stage = tuple[tuple[int, ...], bool]
+#: Called by :meth:`SubbandContext._run` with (stage, scales of its bands) before the next stage.
+Hook = Callable[[Stage, list[Tensor]], None]
+
+
+def checkerboard(h: int, w: int, device: torch.device) -> Tensor:
+    """(1, 1, h, w) float mask, 1 on the anchors ((i + j) even)."""
+    i = torch.arange(h, device=device)[:, None]
+    j = torch.arange(w, device=device)[None, :]
+    return ((i + j) % 2 == 0).float()[None, None]
+
+
+def flat(b: Subbands) -> list[Tensor]:
+    """The subbands in coding order: LL, then (HL, LH, HH) per level, coarsest first."""
+    return [b.ll, *(t for lv in b.details for t in lv)]
+
+
+def unflat(bands: Sequence[Tensor]) -> Subbands:
+    """Inverse of :func:`flat`."""
+    levels = (len(bands) - 1) // 3
+    details = tuple((bands[1 + 3 * k], bands[2 + 3 * k], bands[3 + 3 * k]) for k in range(levels))
+    return Subbands(bands[0], details)
+
+
+def stages(levels: int) -> list[Stage]:
+    """The coding order: LL anchors, LL rest, then per level its anchors and its rest."""
+    out: list[Stage] = [((0,), True), ((0,), False)]
+    for k in range(levels):
+        bands = (1 + 3 * k, 2 + 3 * k, 3 + 3 * k)
+        out += [(bands, True), (bands, False)]
+    return out
+
+
+def conditional_mean(q: Tensor, scale: Tensor) -> Tensor:
+    """E[y | y in [q - 1/2, q + 1/2]] for y ~ N(0, scale²), in step units (scale >= 0.11).
+
+    ``scale * (phi(a) - phi(b)) / (Phi(b) - Phi(a))`` with ``a, b = (q -+ 1/2) / scale``: 0 for
+    ``q = 0``, shrunk towards 0 otherwise; far in the tail, where the bin's mass underflows,
+    the bin centre.
+    """
+    scale = scale.float().clamp_min(0.11)
+    a, b = (q - 0.5) / scale, (q + 0.5) / scale
+    # symmetric: evaluate on |q| where the lower bin edge is the smaller tail
+    sign = torch.sign(q)
+    a, b = torch.minimum(a.abs(), b.abs()), torch.maximum(a.abs(), b.abs())
+    a = torch.where(q == 0, -b, a)
+    pdf = torch.exp(-0.5 * a * a) - torch.exp(-0.5 * b * b)
+    mass = 0.5 * (torch.erfc(a / 2**0.5) - torch.erfc(b / 2**0.5))  # upper tails: no cancellation
+    inside = mass > 1e-7
+    mean = scale * pdf / (2 * math.pi) ** 0.5 / torch.where(inside, mass, 1.0)
+    return torch.where(inside, sign * mean, q)
+
+
+def _net(cin: int, cout: int, width: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(cin, width, 3, padding=1),
+        nn.LeakyReLU(0.1),
+        nn.Conv2d(width, width, 3, padding=1),
+        nn.LeakyReLU(0.1),
+        nn.Conv2d(width, cout, 3, padding=1),
+    )
+
+
+class SubbandContext(nn.Module):
+    """Checkerboard + parent context model of Gaussian scales over quantised subbands."""
+
+    def __init__(self, levels: int, width: int = 32) -> None:
+        """``levels`` detail levels; ``width`` channels of each context CNN (3 conv layers)."""
+        super().__init__()
+        self.levels = int(levels)
+        self.ll_anchor = nn.Parameter(torch.tensor([math.log(8.0), 0.0]))
+        self.ll_rest = _net(2, 1, width)  # masked anchors, log step
+        # level k (0 = coarsest): low-pass image, 3 parent magnitudes, log step (+ 3 anchors)
+        self.anchor = nn.ModuleList(_net(5, 3, width) for _ in range(levels))
+        self.rest = nn.ModuleList(_net(8, 3, width) for _ in range(levels))
+        self.gaussian_conditional = GaussianConditional()
+
+    # ---- the stages -------------------------------------------------------------------------
+
+    @staticmethod
+    def _to_q(log_scale: Tensor, step: Tensor) -> Tensor:
+        """exp(net output) is a scale in coefficient units; the coder wants step units."""
+        return torch.exp(log_scale.clamp(-12.0, 12.0)) / step
+
+    def _run(self, bands: list[Tensor], step: Tensor, hook: Hook | None = None) -> list[Tensor]:
+        """Scales (step units) of every symbol of ``bands`` (symbols, flat order), stage by stage.
+
+        Each stage reads only bands (or anchors) of earlier stages. With ``hook`` (the decoder),
+        ``hook(stage, scales)`` fills in the stage's symbols in ``bands`` before the next stage.
+        """
+        s = step.view(-1, 1, 1, 1).float()
+        logs = torch.log(s)
+        plan = iter(stages(self.levels))
+        scales: list[Tensor] = [torch.empty(0)] * len(bands)
+
+        def done(stage: Stage, values: list[Tensor], mask: Tensor) -> None:
+            """Record a stage's scales (the rest keeps the anchors'), then let the hook fill."""
+            for i, v in zip(stage[0], values, strict=True):
+                scales[i] = v if stage[1] else torch.where(mask.bool(), scales[i], v)
+            if hook is not None:
+                hook(stage, values)
+
+        ll = bands[0]
+        mask = checkerboard(ll.shape[-2], ll.shape[-1], ll.device)
+        a = torch.exp(self.ll_anchor[0] + self.ll_anchor[1] * logs) / s
+        done(next(plan), [a.expand_as(ll)], mask)
+        r = self.ll_rest(torch.cat([bands[0] * mask * s / 32.0, logs.expand_as(ll)], 1))
+        done(next(plan), [self._to_q(r, s)], mask)
+        low = bands[0] * s  # the low-pass image at the coarsest level (LL complete now)
+        parents = torch.zeros_like(low).expand(-1, 3, -1, -1)
+        for k in range(self.levels):
+            ix = (1 + 3 * k, 2 + 3 * k, 3 + 3 * k)
+            feat = torch.cat([low / 2.0 ** (self.levels - k), parents, logs.expand_as(low)], 1)
+            mask = checkerboard(low.shape[-2], low.shape[-1], low.device)
+            a = self._to_q(self.anchor[k](feat), s)
+            done(next(plan), list(a.split(1, 1)), mask)
+            level = torch.cat([bands[i] for i in ix], 1) * s
+            r = self._to_q(self.rest[k](torch.cat([feat, level * mask], 1)), s)
+            done(next(plan), list(r.split(1, 1)), mask)
+            level = torch.cat([bands[i] for i in ix], 1) * s  # complete now (decoder)
+            low = idwt2(Subbands(low, (tuple(level.split(1, 1)),)))  # type: ignore[arg-type]
+            parents = F.interpolate(level.abs(), scale_factor=2.0, mode="nearest")
+        return scales
+
+    # ---- training / evaluation ----------------------------------------------------------------
+
+    def forward(self, y: Subbands, step: Tensor) -> tuple[Subbands, Tensor]:
+        """``(y_hat, likelihoods)``: y_hat dequantised (conditional mean), likelihoods (B, N)."""
+        s = step.view(-1, 1, 1, 1).float()
+        with torch.no_grad():
+            q = [torch.round(t.float() / s) for t in flat(y)]
+        scales = self._run(q, step)
+        gc = self.gaussian_conditional
+        lik = [
+            gc._likelihood_floor(gc._likelihood(a, b, None)) for a, b in zip(q, scales, strict=True)
+        ]
+        y_hat = [conditional_mean(a, b.detach()) * s for a, b in zip(q, scales, strict=True)]
+        return unflat(y_hat), torch.cat([t.flatten(1) for t in lik], 1)
+
+    # ---- coding -----------------------------------------------------------------------------
+
+    def compress(self, y: Subbands, step: Tensor) -> dict[str, Any]:
+        """``{"strings": [bytes per item], "checksums": [CRC32 of the table indexes per item]}``."""
+        s = step.view(-1, 1, 1, 1).float()
+        q = [torch.round(t.float() / s) for t in flat(y)]
+        if not all(bool((t.abs() < 2**31).all()) for t in q):
+            raise ValueError("wavelet symbols do not fit int32 (non-finite input?)")
+        scales = self._run(q, step)
+        gc = self.gaussian_conditional
+        strings, checksums = [], []
+        for item in range(q[0].shape[0]):
+            enc = gc.stream_encoder()
+            crc = 0
+            for bands, anchors in stages(self.levels):
+                for i in bands:
+                    sel = _select(q[i], anchors, item)
+                    idx = gc.build_indexes(_select(scales[i], anchors, item)).cpu().numpy()
+                    enc.encode(sel.to(torch.int32).cpu().numpy(), idx)
+                    crc = zlib.crc32(idx.astype(np.int32).tobytes(), crc)
+            strings.append(enc.finish())
+            checksums.append(crc)
+        return {"strings": strings, "checksums": checksums}
+
+    @torch.no_grad()
+    def decompress(
+        self,
+        strings: Sequence[bytes],
+        like: Subbands,
+        step: Tensor,
+        checksums: Sequence[int] | None = None,
+    ) -> tuple[Subbands, list[int]]:
+        """Decode ``strings`` into subbands shaped like ``like``; returns (y_hat, index CRCs).
+
+        The caller compares the CRCs with the encoder's (see the module docstring).
+        """
+        device = self.ll_anchor.device
+        gc = self.gaussian_conditional
+        n = len(strings)
+        bands = [torch.zeros(n, *t.shape[1:], device=device) for t in flat(like)]
+        decoders = [gc.stream_decoder(bytes(b)) for b in strings]
+        crcs = [0] * n
+
+        def fill(stage: Stage, values: list[Tensor]) -> None:
+            for i, v in zip(stage[0], values, strict=True):
+                m = _anchor_mask(bands[i], stage[1])
+                for item in range(n):
+                    idx = gc.build_indexes(v[item, 0][m]).cpu().numpy()
+                    sym = decoders[item].decode(idx)
+                    bands[i][item, 0][m] = torch.from_numpy(sym).to(device).float()
+                    crcs[item] = zlib.crc32(idx.astype(np.int32).tobytes(), crcs[item])
+
+        scales = self._run(bands, step.to(device), hook=fill)
+        s = step.view(-1, 1, 1, 1).float().to(device)
+        y_hat = [conditional_mean(a, b) * s for a, b in zip(bands, scales, strict=True)]
+        return unflat(y_hat), crcs
+
+
+def _anchor_mask(band: Tensor, anchors: bool) -> Tensor:
+    m = checkerboard(band.shape[-2], band.shape[-1], band.device)[0, 0].bool()
+    return m if anchors else ~m
+
+
+def _select(t: Tensor, anchors: bool, item: int) -> Tensor:
+    """The anchors (or the rest) of item ``item`` of a (B, 1, h, w) band, flattened."""
+    return t[item, 0][_anchor_mask(t, anchors)]
