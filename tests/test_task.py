@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -31,9 +32,15 @@ def _fit_one_step(task: CompressionTask, root: Path, tmp_path: Path) -> Trainer:
     return trainer
 
 
+def _tiny(name: str) -> dict[str, Any]:
+    if name == "WaveletCodec":
+        return {"levels": 3, "width": 4, "steps": [0.5, 0.1]}
+    return {"base_channels": 4, "latent_channels": 8}
+
+
 @pytest.mark.parametrize("name", list_models())
 def test_checkpoint_rebuilds_the_variant(name: str, tiny_root: Path, tmp_path: Path) -> None:
-    task = CompressionTask(model=create_model(name, base_channels=4, latent_channels=8))
+    task = CompressionTask(model=create_model(name, **_tiny(name)))
     trainer = _fit_one_step(task, tiny_root, tmp_path)
     path = tmp_path / "model.ckpt"
     trainer.save_checkpoint(path)

@@ -17,6 +17,7 @@ from autoenc.models.registry import (
 )
 from autoenc.models.residual import ResidualAutoencoder
 from autoenc.models.resnet import ResNetAutoencoder
+from autoenc.models.wavelet import WaveletCodec
 
 __all__ = [
     "MODELS",
@@ -27,6 +28,7 @@ __all__ = [
     "PlainAutoencoder",
     "ResNetAutoencoder",
     "ResidualAutoencoder",
+    "WaveletCodec",
     "create_model",
     "get_model_class",
     "list_models",

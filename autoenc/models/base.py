@@ -44,6 +44,8 @@ class AutoencoderBase(nn.Module):
     """
 
     downsampling_factor: int = 16
+    #: Whether ``compress``/``decompress`` (and their ``_latent`` halves) take a ``quality``.
+    variable_rate: bool = False
     g_a: nn.Module
     g_s: nn.Module
 

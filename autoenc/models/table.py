@@ -25,14 +25,19 @@ def variants_table(latent_channels: int = 16) -> str:
     ]
     for name in list_models():
         cls = MODELS[name]
-        model = cls(latent_channels=latent_channels)
+        # a variable-rate codec has a fixed latent (its own default); the others take C
+        model = cls() if cls.variable_rate else cls(latent_channels=latent_channels)
         doc = (sys.modules[cls.__module__].__doc__ or "").strip().splitlines()[0]
         side = 256 // model.downsampling_factor
+        net = sum(p.numel() for p in model.network_parameters())
+        entropy = sum(p.numel() for m in model.entropy_models() for p in m.parameters())
+        context = getattr(model, "context", None)  # a learned context model is entropy model
+        if isinstance(context, nn.Module):
+            net, entropy = net - _count(context), entropy + _count(context)
+        c = model.latent_channels
         rows.append(
-            f"| `{name}` | {doc} | {sum(p.numel() for p in model.network_parameters()):,} "
-            f"| {_count(model.g_a):,} / {_count(model.g_s):,} "
-            f"| {sum(p.numel() for m in model.entropy_models() for p in m.parameters()):,} "
-            f"| {side}×{side}×{latent_channels} |"
+            f"| `{name}` | {doc} | {net:,} | {_count(model.g_a):,} / {_count(model.g_s):,} "
+            f"| {entropy:,} | {side}×{side}×{c} ({side * side * c / 65536:g} per px) |"
         )
     return "\n".join(rows) + "\n"
 
