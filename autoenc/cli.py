@@ -60,6 +60,12 @@ def _compare(argv: list[str]) -> int:
     return compare_main(argv)
 
 
+def _export(argv: list[str]) -> int:
+    from autoenc.pretrained.card import export_main
+
+    return export_main(argv)
+
+
 def _variants(argv: list[str]) -> int:
     from autoenc.models.table import variants_main
 
@@ -75,6 +81,7 @@ COMMANDS: dict[str, tuple[Callable[[list[str]], int], str]] = {
     "evaluate": (_evaluate, "score models and classical codecs on a split (per-patch records)"),
     "report": (_report, "write the Markdown R-D report (plots, BD-rate, gallery) from results"),
     "compare": (_compare, "train, evaluate and report a comparison plan (configs/compare/*.yaml)"),
+    "export": (_export, "export a trained codec as safetensors + a measured model card"),
     "variants": (_variants, "print the table of registered model variants"),
 }
 

@@ -118,7 +118,8 @@ def receptive_halo(
     makes it the whole probe; the result is then capped at :data:`MAX_HALO_PX`.
     """
     size = 2 * MAX_HALO_PX + 2 * factor
-    device = next(g_a.parameters()).device
+    anchor = next(iter([*g_a.parameters(), *g_a.buffers(), *g_s.parameters()]), None)
+    device = torch.device("cpu") if anchor is None else anchor.device
     gen = torch.Generator().manual_seed(0)
     with torch.enable_grad():
         x = torch.rand(1, 1, size, size, generator=gen).to(device).requires_grad_(True)

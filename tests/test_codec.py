@@ -336,6 +336,7 @@ TILED_CASES: dict[str, tuple[str, tuple[int, int] | None, bool, str]] = {
     **{
         name: (name, None, False, "hyper" if name == "HyperpriorAutoencoder" else "float")
         for name in list_models()
+        if name != "WaveletCodec"  # tiled wavelet coding: tests/test_wavelet_codec.py
     },
     # The ResidualAutoencoder's reach (same widths): what CBAM gets without its 256-px cap.
     "AttentionAutoencoder-halo80": ("AttentionAutoencoder", (80, 6), False, "pooling"),

@@ -99,7 +99,12 @@ def compress_main(argv: list[str] | None = None) -> int:
     )  # fmt: skip
     p.add_argument("inputs", nargs="+", type=Path, help="GeoTIFF scene(s)")
     p.add_argument("-o", "--output", type=Path, required=True, help=".aec file, or a folder")
-    p.add_argument("--ckpt", type=Path, required=True, help="model checkpoint (autoenc fit)")
+    p.add_argument("--ckpt", type=Path, default=None,
+                   help="model: a checkpoint of `autoenc fit` or a .safetensors export "
+                   "(default: the shipped default codec)")  # fmt: skip
+    p.add_argument("--quality", type=int, default=None,
+                   help="operating point of a variable-rate model, 0 = smallest files "
+                   "(default: the model's; its card lists the ladder)")  # fmt: skip
     p.add_argument("--tile", type=int, default=512, help="tile core side in px (default 512)")
     p.add_argument("--halo", type=int, default=None, help="input halo px (default: probed)")
     p.add_argument("--latent-halo", type=int, default=None, help="decoder halo in latent px")
@@ -116,13 +121,16 @@ def compress_main(argv: list[str] | None = None) -> int:
         from autoenc.codec.scene import compress_scene
 
         outs = _outputs(args.inputs, args.output, ".aec")
-        codec = load_codec(args.ckpt, _device(args.device))
+        from autoenc.pretrained import load_default
+
+        device = _device(args.device)
+        codec = load_default(device) if args.ckpt is None else load_codec(args.ckpt, device)
         for src, dst in zip(args.inputs, outs, strict=True):
             with _progress(f"compress {src.name}", args.quiet) as advance:
                 stats = compress_scene(
                     src, dst, codec, tile=args.tile, halo=args.halo, latent_halo=args.latent_halo,
                     batch_size=args.batch_size, band=args.band, input_kind=args.input_kind,
-                    calibration=args.calibration, advance=advance,
+                    calibration=args.calibration, advance=advance, quality=args.quality,
                 )  # fmt: skip
             if not args.quiet:
                 sys.stderr.write(
@@ -143,8 +151,8 @@ def decompress_main(argv: list[str] | None = None) -> int:
     p.add_argument("inputs", nargs="+", type=Path, help=".aec file(s)")
     p.add_argument("-o", "--output", type=Path, required=True, help="GeoTIFF, or a folder")
     p.add_argument("--ckpt", type=Path, default=None,
-                   help="model checkpoint (default: the file name recorded at compression, "
-                   "next to the .aec)")  # fmt: skip
+                   help="model (default: the file named in the header, next to the .aec, "
+                   "else the shipped model with the header's weights hash)")  # fmt: skip
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="cpu",
                    help="default cpu: decodes files from any device the same way")  # fmt: skip
     p.add_argument("--quiet", action="store_true", help="no summary")
@@ -161,10 +169,18 @@ def decompress_main(argv: list[str] | None = None) -> int:
                 raise FileNotFoundError(f"no such file: {src}")
 
             def load(header: dict[str, Any], src: Path = src) -> LoadedCodec:
+                from autoenc.pretrained import find_shipped
+
                 name = Path(str(header["model"].get("checkpoint", ""))).name  # no path parts
                 path = args.ckpt or src.parent / name
+                if args.ckpt is None and not path.is_file():
+                    shipped = find_shipped(str(header["model"].get("weights_sha256", "")))
+                    path = shipped if shipped is not None else path
                 if not path.is_file():
-                    raise ModelError(f"checkpoint {path} not found; pass --ckpt")
+                    raise ModelError(
+                        f"checkpoint {path} not found and no shipped model has the weights "
+                        "hash of the file's header; pass --ckpt"
+                    )
                 if path not in cache:
                     cache[path] = load_codec(path, _device(args.device))
                 return cache[path]

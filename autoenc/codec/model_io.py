@@ -1,15 +1,20 @@
 # Copyright (c) autoenc developers.
 # Licensed under the MIT License.
-"""Load a trained codec from a Lightning checkpoint safely, and fingerprint its weights.
+"""Load a trained codec safely (a Lightning checkpoint or a safetensors export), fingerprint it.
 
 Checkpoints are read with ``torch.load(weights_only=True)``: a file from elsewhere can hold
-only tensors and plain containers, never code to run. The model is rebuilt from the
-``{"class_path", "init_args"}`` spec the task stores, restricted to autoenc's own variants.
+only tensors and plain containers, never code to run. A ``.safetensors`` export (what autoenc
+ships, :func:`export_safetensors`) holds raw tensors plus JSON metadata and involves no pickle
+at all. Either way the model is rebuilt from its ``{"class_path", "init_args"}`` spec,
+restricted to autoenc's own variants, and its weights are hashed (:func:`weights_sha256`), the
+identity every ``.aec`` header records.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,17 +61,10 @@ def load_codec(path: str | Path, device: str | torch.device = "cpu") -> LoadedCo
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"checkpoint not found: {path}")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # weights_only refusal (an UnpicklingError), truncation, I/O: all mean
-        # "this file cannot serve as a model"; catching broadly keeps autoenc free of pickle.
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ModelError(
-            f"refusing checkpoint {path}: it cannot be loaded as weights only ({first})"
-        ) from None
-    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
-        raise ModelError(f"{path} is not a Lightning checkpoint (no state_dict)")
-    spec = (ckpt.get("hyper_parameters") or {}).get("model")
+    if path.suffix == ".safetensors":
+        spec, state, pre = _read_safetensors(path)
+    else:
+        spec, state, pre = _read_checkpoint(path)
     if not isinstance(spec, dict) or "class_path" not in spec:
         raise ModelError(f"{path} does not record its model (hyper_parameters.model)")
     if not str(spec["class_path"]).startswith("autoenc.models."):
@@ -75,7 +73,6 @@ def load_codec(path: str | Path, device: str | torch.device = "cpu") -> LoadedCo
         model = build_model(spec)
     except (TypeError, ValueError) as e:
         raise ModelError(f"{path}: cannot rebuild model {spec['class_path']}: {e}") from None
-    state = {k[6:]: v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
     own = dict(model.named_buffers())
     for name, saved in state.items():
         if name in own and own[name].shape != saved.shape:
@@ -99,7 +96,6 @@ def load_codec(path: str | Path, device: str | torch.device = "cpu") -> LoadedCo
             f"{path} carries no entropy coding tables; it predates autoenc's codec. Re-save it "
             "with the current version (e.g. a short `autoenc fit --ckpt_path` resume)"
         )
-    pre = ckpt.get("autoenc_preprocessing")
     if not isinstance(pre, dict) or "normalisation" not in pre:
         raise ModelError(
             f"{path} lacks the preprocessing parameters (dB window, noise floor) it was trained "
@@ -107,3 +103,66 @@ def load_codec(path: str | Path, device: str | torch.device = "cpu") -> LoadedCo
         )
     model.eval().to(device)
     return LoadedCodec(model, dict(spec), pre, weights_sha256(state), path)
+
+
+#: ``format`` metadata of autoenc's safetensors exports.
+EXPORT_FORMAT = "autoenc-codec/1"
+
+
+def _read_checkpoint(path: Path) -> tuple[Any, dict[str, torch.Tensor], Any]:
+    """(model spec, model state, preprocessing) of a Lightning checkpoint, weights only."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # weights_only refusal (an UnpicklingError), truncation, I/O: all mean
+        # "this file cannot serve as a model"; catching broadly keeps autoenc free of pickle.
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ModelError(
+            f"refusing checkpoint {path}: it cannot be loaded as weights only ({first})"
+        ) from None
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
+        raise ModelError(f"{path} is not a Lightning checkpoint (no state_dict)")
+    spec = (ckpt.get("hyper_parameters") or {}).get("model")
+    state = {k[6:]: v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
+    return spec, state, ckpt.get("autoenc_preprocessing")
+
+
+def _read_safetensors(path: Path) -> tuple[Any, dict[str, torch.Tensor], Any]:
+    """(model spec, model state, preprocessing) of an :func:`export_safetensors` file."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            meta = f.metadata() or {}
+            state = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (not a dict)
+    except (SafetensorError, OSError, ValueError) as e:
+        raise ModelError(f"{path} is not a readable safetensors file: {e}") from None
+    if meta.get("format") != EXPORT_FORMAT:
+        raise ModelError(f"{path} is not an autoenc codec export (format {meta.get('format')!r})")
+    try:
+        spec = json.loads(meta["model"])
+        pre = json.loads(meta["preprocessing"])
+    except (KeyError, json.JSONDecodeError) as e:
+        raise ModelError(f"{path}: bad autoenc metadata ({e})") from None
+    return spec, state, pre
+
+
+def export_safetensors(codec: LoadedCodec, dst: str | Path) -> Path:
+    """Write ``codec`` (weights and coding tables, spec, preprocessing) as safetensors.
+
+    Written next to ``dst`` and renamed into place. Loading it back with :func:`load_codec`
+    gives the same :func:`weights_sha256`.
+    """
+    from safetensors.torch import save_file
+
+    dst = Path(dst)
+    state = {k: v.detach().cpu().contiguous() for k, v in codec.model.state_dict().items()}
+    meta = {
+        "format": EXPORT_FORMAT,
+        "model": json.dumps(codec.spec, sort_keys=True),
+        "preprocessing": json.dumps(codec.preprocessing, sort_keys=True),
+        "weights_sha256": weights_sha256(state),
+    }
+    tmp = dst.with_name(f".{dst.name}.tmp")
+    save_file(state, str(tmp), metadata=meta)
+    os.replace(tmp, dst)
+    return dst

@@ -35,6 +35,7 @@ from autoenc.codec.payload import (
     unpack_mask,
     unpack_tile,
 )
+from autoenc.codec.rate import header_rate, rate_kwargs
 from autoenc.data.radiometry import VALID, BlockConverter, CalibrationLUT
 from autoenc.data.scan import row_extents
 from autoenc.data.scene_input import open_input
@@ -93,10 +94,16 @@ def compress_scene(
     calibration: str = "auto",
     calibration_lut: str = "sigmaNought",
     advance: Callable[[int], None] | None = None,
+    quality: int | None = None,
 ) -> CodecStats:
-    """Compress one GeoTIFF scene into ``dst`` (written atomically)."""
+    """Compress one GeoTIFF scene into ``dst`` (written atomically).
+
+    ``quality`` picks the operating point of a variable-rate model (default: its default
+    quality); a fixed-rate model accepts only ``None``.
+    """
     t0 = time.perf_counter()
     model, pre = codec.model, codec.preprocessing
+    rate = rate_kwargs(model, quality, str(src))
     norm = pre["normalisation"]
     lo, hi = float(norm["vmin_db"]), float(norm["vmax_db"])
     device = next(model.parameters()).device
@@ -128,6 +135,11 @@ def compress_scene(
                 "spec": codec.spec,
                 "weights_sha256": codec.weights_sha256,
                 "checkpoint": codec.path.name,
+                **(
+                    {"quality": rate["quality"], "step": model.step_of(rate["quality"])}
+                    if rate
+                    else {}
+                ),
             },  # fmt: skip
             "preprocessing": {"normalisation": norm, "fill_unit": FILL_UNIT},
             "input": {
@@ -163,9 +175,10 @@ def compress_scene(
                     group = pending.setdefault((win.h, win.w), [])
                     group.append((c, unit))
                     if len(group) == batch_size:  # bounded memory: encode full batches at once
-                        coded.update(_encode_batch(model, grid, r, pending.pop((win.h, win.w))))
+                        batch = pending.pop((win.h, win.w))
+                        coded.update(_encode_batch(model, grid, r, batch, rate))
                 for group in pending.values():
-                    coded.update(_encode_batch(model, grid, r, group))
+                    coded.update(_encode_batch(model, grid, r, group, rate))
                 for c in range(cols):
                     out.add_chunk(b"TILE", coded[c])
                 if advance is not None:
@@ -215,7 +228,11 @@ def _encode_input(
 
 
 def _encode_batch(
-    model: Any, grid: TileGrid, r: int, batch: list[tuple[int, NDArray[np.float32]]]
+    model: Any,
+    grid: TileGrid,
+    r: int,
+    batch: list[tuple[int, NDArray[np.float32]]],
+    rate: dict[str, int],
 ) -> dict[int, bytes]:
     """g_a on same-shape windows (B, 1, h, w), then entropy-code each core latent."""
     device = next(model.parameters()).device
@@ -225,7 +242,7 @@ def _encode_batch(
     for (c, _), yi in zip(batch, y, strict=True):
         _, crop = grid.encode_window(r, c)
         core_y = yi[None, :, crop.y : crop.y + crop.h, crop.x : crop.x + crop.w]
-        coded = model.compress_latent(core_y.float().contiguous())
+        coded = model.compress_latent(core_y.float().contiguous(), **rate)
         chk = coded.get("checksums", [None])[0]
         out[c] = pack_tile(r, c, [g[0] for g in coded["strings"]], chk)
     return out
@@ -319,6 +336,8 @@ def decompress_scene(
         model = codec.model
         device = next(model.parameters()).device
         dtype = np.dtype(header["input"]["dtype"])
+        net_dtype = next(iter([*model.g_s.parameters()]), torch.empty(0)).dtype
+        rate = header_rate(model, header["model"], codec, str(src))
         h, w = grid.height, grid.width
         rows, cols = grid.shape
         lat_tile = grid.tile // grid.factor
@@ -340,7 +359,7 @@ def decompress_scene(
                 for r in range(rows):
                     while next_row < rows and next_row <= r + reach:
                         latents[next_row] = _decode_latent_row(
-                            reader, tiles, grid, model, next_row, device
+                            reader, tiles, grid, model, next_row, device, rate
                         )
                         next_row += 1
                     for k in [k for k in latents if k < r - reach]:
@@ -350,7 +369,7 @@ def decompress_scene(
                     for c in range(cols):
                         lw, crop = grid.decode_window(r, c)
                         z = strip[None, :, lw.y - top : lw.y - top + lw.h, lw.x : lw.x + lw.w]
-                        x_hat = model.decode(z.to(next(model.g_s.parameters()).dtype)).float()
+                        x_hat = model.decode(z.to(net_dtype)).float()
                         core = grid.core(r, c)
                         ch, cw = min(core.h, h - core.y), min(core.w, w - core.x)
                         if ch <= 0 or cw <= 0:
@@ -370,7 +389,13 @@ def decompress_scene(
 
 
 def _decode_latent_row(
-    reader: ContainerReader, tiles: Any, grid: TileGrid, model: Any, r: int, device: torch.device
+    reader: ContainerReader,
+    tiles: Any,
+    grid: TileGrid,
+    model: Any,
+    r: int,
+    device: torch.device,
+    rate: dict[str, int],
 ) -> torch.Tensor:
     """Entropy-decode one row of tiles into a full-width latent strip (C, h_r, W/f)."""
     parts = []
@@ -381,7 +406,8 @@ def _decode_latent_row(
             raise PayloadError(f"tile ({row}, {col}) found where ({r}, {c}) belongs")
         lc = grid.latent_core(r, c)
         strings = [[g] for g in groups]
-        kwargs = {"checksums": [checksum]} if checksum is not None else {}
+        kwargs: dict[str, Any] = {"checksums": [checksum]} if checksum is not None else {}
+        kwargs.update(rate)
         try:
             y_hat = model.decompress_latent(strings, [lc.h, lc.w], **kwargs)
         except DeviceMismatchError:

@@ -46,6 +46,29 @@ class Run:
 
 
 @dataclass
+class Pretrained:
+    """A model the plan evaluates without training it (e.g. the shipped codec).
+
+    ``qualities`` are the operating points of a variable-rate model, each evaluated as point
+    ``q<Q>`` of curve ``name``; ``None`` means every quality of its ladder.
+    """
+
+    name: str
+    path: Path
+    qualities: list[int] | None = None
+
+    def points(self) -> list[tuple[str, int | None]]:
+        """(point label, quality) of every operating point to evaluate."""
+        from autoenc.codec.model_io import load_codec
+
+        model = load_codec(self.path).model
+        if not getattr(model, "variable_rate", False):
+            return [("", None)]
+        wanted = self.qualities if self.qualities is not None else range(model.qualities)
+        return [(f"q{q}", int(q)) for q in wanted]
+
+
+@dataclass
 class Plan:
     """A parsed comparison plan."""
 
@@ -56,6 +79,7 @@ class Plan:
     out: Path
     runs: list[Run]
     evaluate: dict[str, Any]
+    pretrained: list[Pretrained] = field(default_factory=list)
 
     @classmethod
     def load(cls, path: Path) -> Plan:
@@ -64,11 +88,13 @@ class Plan:
             doc = yaml.safe_load(Path(path).read_text())
         except (OSError, yaml.YAMLError) as e:
             raise ValueError(f"cannot read plan {path}: {e}") from None
-        if not isinstance(doc, dict) or not isinstance(doc.get("runs"), list) or not doc["runs"]:
-            raise ValueError(f"{path}: a plan needs a non-empty 'runs' list")
+        if not isinstance(doc, dict) or not isinstance(doc.get("runs", []), list):
+            raise ValueError(f"{path}: a plan needs a 'runs' list")
+        if not doc.get("runs") and not doc.get("pretrained"):
+            raise ValueError(f"{path}: a plan needs a non-empty 'runs' or 'pretrained' list")
         common = list(doc.get("overlay", []))
         runs = []
-        for i, r in enumerate(doc["runs"]):
+        for i, r in enumerate(doc.get("runs") or []):
             if not isinstance(r, dict) or "name" not in r or "config" not in r:
                 raise ValueError(f"{path}: runs[{i}] needs 'name' and 'config', got {r!r}")
             cfgs = [r["config"], *common, *([r["overlay"]] if "overlay" in r else [])]
@@ -79,6 +105,18 @@ class Plan:
         names = [r.name for r in runs]
         if len(set(names)) != len(names):
             raise ValueError(f"{path}: run names must be unique, got {names}")
+        pretrained = []
+        for i, r in enumerate(doc.get("pretrained", []) or []):
+            if not isinstance(r, dict) or "name" not in r or "path" not in r:
+                raise ValueError(f"{path}: pretrained[{i}] needs 'name' and 'path', got {r!r}")
+            q = r.get("qualities", "all")
+            if q != "all" and not (isinstance(q, list) and all(isinstance(v, int) for v in q)):
+                raise ValueError(
+                    f"{path}: pretrained[{i}].qualities must be 'all' or a list of ints"
+                )
+            pretrained.append(
+                Pretrained(str(r["name"]), Path(r["path"]), None if q == "all" else q)
+            )
         data = doc.get("data", {})
         return cls(
             Path(path),
@@ -88,6 +126,7 @@ class Plan:
             Path(doc.get("out", "reports/compare")),
             runs,
             dict(doc.get("evaluate", {})),
+            pretrained,
         )
 
 
@@ -192,6 +231,8 @@ def compare_main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="only re-render the report (and README block) from the plan's existing results",
     )
+    p.add_argument("--data-only", action="store_true",
+                   help="only build the plan's dataset if it is missing, then exit")  # fmt: skip
     p.add_argument("--fit-args", nargs=argparse.REMAINDER, default=[],
                    help="extra arguments for every `autoenc fit` (must come last)")  # fmt: skip
     args = p.parse_args(argv)
@@ -212,6 +253,9 @@ def compare_main(argv: list[str] | None = None) -> int:
             log.info("report re-rendered: %s", plan.out / "report.md")
             return 0
         _ensure_data(plan)
+        if args.data_only:
+            log.info("dataset ready: %s", plan.data)
+            return 0
         log.info("training %d runs of %s", len(plan.runs), plan.path)
         train_s = {r.name: _train(plan, r, args.fit_args) for r in plan.runs}
         ev = dict(plan.evaluate)
@@ -224,6 +268,8 @@ def compare_main(argv: list[str] | None = None) -> int:
             ModelSpec.parse(f"{r.name}={plan.logs / r.dirname / 'checkpoints' / 'last.ckpt'}")
             for r in plan.runs
         ]
+        for pre in plan.pretrained:
+            models += [ModelSpec(pre.name, point, pre.path, q) for point, q in pre.points()]
         cfg = EvalConfig(root=plan.data, models=models, codecs=[c for c in wanted if c in have],
                          **ev)  # fmt: skip
         t1 = time.perf_counter()

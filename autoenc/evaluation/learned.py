@@ -21,6 +21,7 @@ from torch import Tensor
 
 from autoenc.codec.model_io import LoadedCodec, load_codec
 from autoenc.codec.payload import pack_tile
+from autoenc.codec.rate import rate_kwargs
 
 #: Chunk framing in an ``.aec`` file: 4-byte type, 8-byte length, 4-byte CRC32.
 CHUNK_FRAMING_BYTES = 16
@@ -40,13 +41,26 @@ class LearnedResult:
 class LearnedCodec:
     """Wrap a checkpoint: ``code(x)`` compresses and decompresses a batch for real."""
 
-    def __init__(self, path: str | Path, name: str, device: str | torch.device = "cpu") -> None:
-        """Load ``path`` (weights only) on ``device``; ``name`` labels its records."""
+    def __init__(
+        self,
+        path: str | Path,
+        name: str,
+        device: str | torch.device = "cpu",
+        quality: int | None = None,
+    ) -> None:
+        """Load ``path`` (weights only) on ``device``; ``name`` labels its records.
+
+        ``quality`` is the operating point of a variable-rate model (default: its default).
+
+        Raises:
+            ValueError: a quality for a fixed-rate model, or one outside the model's ladder.
+        """
         self.loaded: LoadedCodec = load_codec(path, device)
         self.name = name
         self.device = torch.device(device)
         model = self.loaded.model
         self.factor = int(model.downsampling_factor)
+        self.rate = rate_kwargs(model, quality, f"{path} ({name})")
 
     @property
     def spec(self) -> dict[str, Any]:
@@ -80,12 +94,13 @@ class LearnedCodec:
         x = x.to(self.device, torch.float32)
         self._sync()
         t0 = time.perf_counter()
-        coded = model.compress(x)
+        coded = model.compress(x, **self.rate)
         self._sync()
         t1 = time.perf_counter()
         strings: list[list[bytes]] = coded["strings"]
         checksums = coded.get("checksums")
-        kwargs = {"checksums": checksums} if checksums is not None else {}
+        kwargs: dict[str, Any] = {"checksums": checksums} if checksums is not None else {}
+        kwargs.update(self.rate)
         y_hat = model.decompress_latent(strings, coded["shape"], **kwargs)
         param = next(model.parameters())
         x_hat = model.decode(y_hat.to(device=param.device, dtype=param.dtype)).float()

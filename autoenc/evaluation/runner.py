@@ -58,6 +58,7 @@ class ModelSpec:
     curve: str
     point: str
     path: Path
+    quality: int | None = None  # operating point of a variable-rate model
 
     @property
     def name(self) -> str:
@@ -181,7 +182,7 @@ def evaluate(cfg: EvalConfig, out: Path, progress: bool = False) -> Results:
         raise ValueError(f"model names and codecs must be unique, got {names} and {cfg.codecs}")
     device = torch.device(cfg.device)
     codecs = {name: get_codec(name) for name in cfg.codecs}
-    models = [LearnedCodec(m.path, m.name, device) for m in cfg.models]
+    models = [LearnedCodec(m.path, m.name, device, m.quality) for m in cfg.models]
     for spec, model in zip(cfg.models, models, strict=True):
         if any(abs(a - b) > 1e-6 for a, b in zip(model.window_db, window, strict=True)):
             raise ValueError(
@@ -221,6 +222,7 @@ def evaluate(cfg: EvalConfig, out: Path, progress: bool = False) -> Results:
                     "curve": s.curve,
                     "point": s.point,
                     "checkpoint": str(s.path),
+                    "quality": s.quality,
                     "spec": m.spec,
                     "weights_sha256": m.loaded.weights_sha256,
                 }
