@@ -13,7 +13,7 @@ TORCH_PIP_ARGS ?=
 STAMP := $(VENV)/.autoenc-installed
 PYTEST_ARGS ?= -n 2
 
-.PHONY: help install demo test lint bench codec-demo compare compare-gpu gpu-check gpu-codec-check clean
+.PHONY: help install demo test lint bench codec-demo codec-model compare compare-gpu gpu-check gpu-codec-check clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -39,18 +39,41 @@ lint: $(STAMP) ## ruff (style, docstrings) and mypy over the package
 	$(VENV)/bin/ruff format --check autoenc tests benchmarks
 	$(VENV)/bin/mypy autoenc
 
+# The shipped default codec: trained from scratch on the comparison's synthetic GRD data
+# (built first if missing), exported with its measured card. CODEC_OUT=<dir> writes the
+# export elsewhere, e.g. to check that a fresh run reproduces the shipped card:
+#   make codec-model CODEC_OUT=/tmp/again && \
+#   .venv/bin/python -m autoenc.pretrained.card autoenc/pretrained/wavelet-grdh.json /tmp/again/wavelet-grdh.json
+CODEC_OUT ?= autoenc/pretrained
+CODEC_LOGS ?= lightning_logs/codec
+CODEC_REPORT ?= reports/codec
+
+codec-model: $(STAMP) ## train the shipped default codec from scratch (~30 min on 2 CPU cores) and export it with its card
+	$(VENV)/bin/autoenc compare configs/compare/cpu.yaml --data-only
+	rm -rf $(CODEC_LOGS)
+	$(VENV)/bin/autoenc fit --config configs/codec.yaml --config configs/codec_cpu.yaml \
+		--trainer.logger.init_args.save_dir=$(dir $(CODEC_LOGS)) \
+		--trainer.logger.init_args.name=$(notdir $(CODEC_LOGS)) \
+		--checkpoint.dirpath=$(CODEC_LOGS)/checkpoints
+	$(VENV)/bin/autoenc export $(CODEC_LOGS)/checkpoints/last.ckpt --name wavelet-grdh \
+		--out-dir $(CODEC_OUT) --report $(CODEC_REPORT)
+
 CODEC_CKPT ?= lightning_logs/hyperprior_demo/checkpoints/last.ckpt
 
 $(CODEC_CKPT): | $(STAMP)
 	$(VENV)/bin/autoenc fit --config configs/hyperprior.yaml --config configs/hyperprior_demo.yaml
 
-codec-demo: $(CODEC_CKPT) ## train the demo-scale hyperprior codec (once) that bench_codec uses
+codec-demo: $(CODEC_CKPT) ## train the demo-scale hyperprior codec (once; gpu-codec-check uses it)
 
-bench: $(STAMP) $(CODEC_CKPT) ## run the benchmarks (prints measured ratios)
+BENCH_CODEC ?= autoenc/pretrained/wavelet-grdh.safetensors
+
+bench: $(STAMP) ## run the benchmarks (prints measured ratios; the codec's is the shipped model)
 	$(PY) benchmarks/bench_loading.py
 	$(PY) benchmarks/bench_overhead.py
 	$(PY) benchmarks/bench_prepare.py --float
-	$(PY) benchmarks/bench_codec.py --ckpt $(CODEC_CKPT)
+	$(PY) benchmarks/bench_codec.py --ckpt $(BENCH_CODEC)
+	$(VENV)/bin/autoenc compare configs/compare/cpu.yaml --data-only
+	$(PY) benchmarks/bench_codec_train.py
 	$(PY) benchmarks/bench_eval.py --out benchmarks/results
 
 compare: $(STAMP) ## train 4 variants + hyperprior at 3 rates, evaluate vs JPEG 2000, report (~20 min, 2 CPU cores)

@@ -3,9 +3,16 @@
 
 """Lightning callbacks of autoenc (listed in the YAML configs)."""
 
+from autoenc.callbacks.ladder import QualityLadder
 from autoenc.callbacks.metrics import ImageMetrics
 from autoenc.callbacks.system import DeviceMonitor
 from autoenc.callbacks.tensorboard import TensorBoardVisuals
 from autoenc.callbacks.writer import PatchPredictionWriter
 
-__all__ = ["DeviceMonitor", "ImageMetrics", "PatchPredictionWriter", "TensorBoardVisuals"]
+__all__ = [
+    "DeviceMonitor",
+    "ImageMetrics",
+    "QualityLadder",
+    "PatchPredictionWriter",
+    "TensorBoardVisuals",
+]
