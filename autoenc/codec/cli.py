@@ -155,12 +155,25 @@ def decompress_main(argv: list[str] | None = None) -> int:
                    "else the shipped model with the header's weights hash)")  # fmt: skip
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="cpu",
                    help="default cpu: decodes files from any device the same way")  # fmt: skip
+    p.add_argument("--despeckle", type=float, default=0.0, metavar="S",
+                   help="reconstruct towards the clean reflectivity, strength 0..1 (default 0: "
+                   "faithful to the input, speckle kept; wavelet codecs only)")  # fmt: skip
+    p.add_argument(
+        "--speckle-product",
+        default="grdh",
+        help="speckle model that --despeckle removes (grdh, slc-intensity, white)",
+    )
     p.add_argument("--quiet", action="store_true", help="no summary")
     args = p.parse_args(argv)
 
     def body() -> None:
+        from autoenc.codec.despeckle import Despeckle
         from autoenc.codec.model_io import LoadedCodec, ModelError, load_codec
         from autoenc.codec.scene import decompress_scene
+        from autoenc.data.speckle import product
+
+        product(args.speckle_product)  # an unknown name fails here, listing the known ones
+        despeckle = Despeckle(args.despeckle, args.speckle_product)
 
         outs = _outputs(args.inputs, args.output, ".tif")
         cache: dict[Path, LoadedCodec] = {}
@@ -186,7 +199,7 @@ def decompress_main(argv: list[str] | None = None) -> int:
                 return cache[path]
 
             with _progress(f"decompress {src.name}", args.quiet) as advance:
-                stats = decompress_scene(src, dst, load, advance=advance)
+                stats = decompress_scene(src, dst, load, advance=advance, despeckle=despeckle)
             if not args.quiet:
                 sys.stderr.write(
                     f"{src} -> {dst}: {stats.height}x{stats.width}, {stats.bpp:.4f} bpp, "

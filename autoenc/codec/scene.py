@@ -26,6 +26,7 @@ from numpy.typing import NDArray
 
 import autoenc
 from autoenc.codec.container import ContainerReader, ContainerWriter, CorruptStreamError
+from autoenc.codec.despeckle import Despeckle, decode_kwargs
 from autoenc.codec.model_io import LoadedCodec, ModelError
 from autoenc.codec.payload import (
     PayloadError,
@@ -305,8 +306,12 @@ def decompress_scene(
     dst: Path,
     load: Callable[[dict[str, Any]], LoadedCodec],
     advance: Callable[[int], None] | None = None,
+    despeckle: Despeckle | None = None,
 ) -> CodecStats:
     """Decompress ``src`` into a GeoTIFF at ``dst``; ``load(header)`` supplies the model.
+
+    ``despeckle`` reconstructs towards the clean reflectivity (see
+    :mod:`autoenc.codec.despeckle`; wavelet codecs only); by default the faithful decode.
 
     Raises:
         CorruptStreamError: anything wrong with the file (before the output is created, as far
@@ -337,7 +342,10 @@ def decompress_scene(
         device = next(model.parameters()).device
         dtype = np.dtype(header["input"]["dtype"])
         net_dtype = next(iter([*model.g_s.parameters()]), torch.empty(0)).dtype
-        rate = header_rate(model, header["model"], codec, str(src))
+        rate: dict[str, Any] = dict(header_rate(model, header["model"], codec, str(src)))
+        norm = header["preprocessing"]["normalisation"]
+        window = (float(norm["vmin_db"]), float(norm["vmax_db"]))
+        rate.update(decode_kwargs(model, despeckle or Despeckle(), window))
         h, w = grid.height, grid.width
         rows, cols = grid.shape
         lat_tile = grid.tile // grid.factor
@@ -395,7 +403,7 @@ def _decode_latent_row(
     model: Any,
     r: int,
     device: torch.device,
-    rate: dict[str, int],
+    rate: dict[str, Any],
 ) -> torch.Tensor:
     """Entropy-decode one row of tiles into a full-width latent strip (C, h_r, W/f)."""
     parts = []

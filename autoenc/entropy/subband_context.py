@@ -215,11 +215,14 @@ class SubbandContext(nn.Module):
         strings: Sequence[bytes],
         like: Subbands,
         step: Tensor,
-        checksums: Sequence[int] | None = None,
+        shrink: Sequence[float] | None = None,
     ) -> tuple[Subbands, list[int]]:
         """Decode ``strings`` into subbands shaped like ``like``; returns (y_hat, index CRCs).
 
-        The caller compares the CRCs with the encoder's (see the module docstring).
+        The caller compares the CRCs with the encoder's (see the module docstring). With
+        ``shrink`` (one variance per band, coefficient units, :func:`flat` order), every
+        coefficient is multiplied by ``max(0, 1 - shrink_b / (scale * step)²)``: the Wiener
+        estimate of a component of that variance removed (decode-time despeckling).
         """
         device = self.ll_anchor.device
         gc = self.gaussian_conditional
@@ -240,6 +243,13 @@ class SubbandContext(nn.Module):
         scales = self._run(bands, step.to(device), hook=fill)
         s = step.view(-1, 1, 1, 1).float().to(device)
         y_hat = [conditional_mean(a, b) * s for a, b in zip(bands, scales, strict=True)]
+        if shrink is not None:
+            if len(shrink) != len(y_hat):
+                raise ValueError(f"shrink needs {len(y_hat)} band variances, got {len(shrink)}")
+            y_hat = [
+                t * torch.clamp(1.0 - float(n) / (b.clamp_min(0.11) * s) ** 2, min=0.0)
+                for t, b, n in zip(y_hat, scales, shrink, strict=True)
+            ]
         return unflat(y_hat), crcs
 
 

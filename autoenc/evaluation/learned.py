@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from autoenc.codec.despeckle import Despeckle, decode_kwargs
 from autoenc.codec.model_io import LoadedCodec, load_codec
 from autoenc.codec.payload import pack_tile
 from autoenc.codec.rate import rate_kwargs
@@ -47,10 +48,12 @@ class LearnedCodec:
         name: str,
         device: str | torch.device = "cpu",
         quality: int | None = None,
+        despeckle: Despeckle | None = None,
     ) -> None:
         """Load ``path`` (weights only) on ``device``; ``name`` labels its records.
 
-        ``quality`` is the operating point of a variable-rate model (default: its default).
+        ``quality`` is the operating point of a variable-rate model (default: its default);
+        ``despeckle`` a decode-time despeckling (:mod:`autoenc.codec.despeckle`).
 
         Raises:
             ValueError: a quality for a fixed-rate model, or one outside the model's ladder.
@@ -61,6 +64,7 @@ class LearnedCodec:
         model = self.loaded.model
         self.factor = int(model.downsampling_factor)
         self.rate = rate_kwargs(model, quality, f"{path} ({name})")
+        self.decode_extra = decode_kwargs(model, despeckle or Despeckle(), self.window_db)
 
     @property
     def spec(self) -> dict[str, Any]:
@@ -101,6 +105,7 @@ class LearnedCodec:
         checksums = coded.get("checksums")
         kwargs: dict[str, Any] = {"checksums": checksums} if checksums is not None else {}
         kwargs.update(self.rate)
+        kwargs.update(self.decode_extra)
         y_hat = model.decompress_latent(strings, coded["shape"], **kwargs)
         param = next(model.parameters())
         x_hat = model.decode(y_hat.to(device=param.device, dtype=param.dtype)).float()

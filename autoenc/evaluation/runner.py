@@ -33,6 +33,7 @@ import torch
 from torch import Tensor
 
 import autoenc
+from autoenc.codec.despeckle import Despeckle
 from autoenc.codecs import get_codec
 from autoenc.data.dataset_format import read_manifest, validate_shards
 from autoenc.data.patches import PatchDataset, decode
@@ -59,6 +60,7 @@ class ModelSpec:
     point: str
     path: Path
     quality: int | None = None  # operating point of a variable-rate model
+    despeckle: float = 0.0  # decode-time despeckling strength (wavelet codecs)
 
     @property
     def name(self) -> str:
@@ -182,7 +184,9 @@ def evaluate(cfg: EvalConfig, out: Path, progress: bool = False) -> Results:
         raise ValueError(f"model names and codecs must be unique, got {names} and {cfg.codecs}")
     device = torch.device(cfg.device)
     codecs = {name: get_codec(name) for name in cfg.codecs}
-    models = [LearnedCodec(m.path, m.name, device, m.quality) for m in cfg.models]
+    models = [
+        LearnedCodec(m.path, m.name, device, m.quality, Despeckle(m.despeckle)) for m in cfg.models
+    ]
     for spec, model in zip(cfg.models, models, strict=True):
         if any(abs(a - b) > 1e-6 for a, b in zip(model.window_db, window, strict=True)):
             raise ValueError(
@@ -223,6 +227,7 @@ def evaluate(cfg: EvalConfig, out: Path, progress: bool = False) -> Results:
                     "point": s.point,
                     "checkpoint": str(s.path),
                     "quality": s.quality,
+                    "despeckle": s.despeckle,
                     "spec": m.spec,
                     "weights_sha256": m.loaded.weights_sha256,
                 }

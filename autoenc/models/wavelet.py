@@ -209,8 +209,13 @@ class WaveletCodec(AutoencoderBase):
         shape: Sequence[int],
         checksums: Sequence[int] | None = None,
         quality: int | None = None,
+        shrink: Sequence[float] | None = None,
+        offset: float = 0.0,
     ) -> Tensor:
         """Inverse of :meth:`compress_latent`: the dequantised packed latent ``y_hat``.
+
+        ``shrink`` (a variance per subband) and ``offset`` (added to the image, [0, 1] units)
+        change the reconstruction, not the decoding: :mod:`autoenc.codec.despeckle` uses them.
 
         Raises:
             DeviceMismatchError: the table indexes differ from the encoder's (``checksums``).
@@ -223,7 +228,7 @@ class WaveletCodec(AutoencoderBase):
         f = self.downsampling_factor
         like = dwt2(torch.zeros(1, 1, int(shape[0]) * f, int(shape[1]) * f), self.levels)
         step = torch.full((n,), self.step_of(quality), device=device)
-        y_hat, crcs = self.context.decompress(strings[0], like, step)
+        y_hat, crcs = self.context.decompress(strings[0], like, step, shrink)
         if checksums is not None:
             for i, (got, want) in enumerate(zip(crcs, checksums, strict=True)):
                 if got != int(want):
@@ -231,6 +236,8 @@ class WaveletCodec(AutoencoderBase):
                         "the entropy parameters computed here differ from the encoder's "
                         f"(item {i}); the file was probably encoded on another kind of device"
                     )
+        if offset:  # a constant image c has LL = c * 2**levels (DC gain 2 per level)
+            y_hat = Subbands(y_hat.ll + offset * 2.0**self.levels, y_hat.details)
         return pack(y_hat)
 
     def compress(self, x: Tensor, quality: int | None = None) -> dict[str, Any]:
