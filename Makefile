@@ -42,11 +42,12 @@ lint: $(STAMP) ## ruff (style, docstrings) and mypy over the package
 # The shipped default codec: trained from scratch on the comparison's synthetic GRD data
 # (built first if missing), exported with its measured card. CODEC_OUT=<dir> writes the
 # export elsewhere, e.g. to check that a fresh run reproduces the shipped card:
-#   make codec-model CODEC_OUT=/tmp/again && \
+#   make codec-model CODEC_OUT=/tmp/again CODEC_REPORT=/tmp/again/report CODEC_README= && \
 #   .venv/bin/python -m autoenc.pretrained.card autoenc/pretrained/wavelet-grdh.json /tmp/again/wavelet-grdh.json
 CODEC_OUT ?= autoenc/pretrained
 CODEC_LOGS ?= lightning_logs/codec
 CODEC_REPORT ?= reports/codec
+CODEC_README ?= README.md
 
 codec-model: $(STAMP) ## train the shipped default codec from scratch (~30 min on 2 CPU cores) and export it with its card
 	$(VENV)/bin/autoenc compare configs/compare/cpu.yaml --data-only
@@ -56,7 +57,7 @@ codec-model: $(STAMP) ## train the shipped default codec from scratch (~30 min o
 		--trainer.logger.init_args.name=$(notdir $(CODEC_LOGS)) \
 		--checkpoint.dirpath=$(CODEC_LOGS)/checkpoints
 	$(VENV)/bin/autoenc export $(CODEC_LOGS)/checkpoints/last.ckpt --name wavelet-grdh \
-		--out-dir $(CODEC_OUT) --report $(CODEC_REPORT)
+		--out-dir $(CODEC_OUT) --report $(CODEC_REPORT) $(if $(CODEC_README),--readme $(CODEC_README))
 
 CODEC_CKPT ?= lightning_logs/hyperprior_demo/checkpoints/last.ckpt
 

@@ -44,3 +44,14 @@ def test_readme_synthetic_statistics_are_the_committed_measurement() -> None:
     )
     assert markdown_table(record) in README.read_text(encoding="utf-8")
     assert all(p["ok"] for p in record["products"].values())
+
+
+def test_readme_codec_block_is_the_shipped_card() -> None:
+    """The README's default-codec table is what `autoenc export` rendered into the card."""
+    import json
+
+    from autoenc.pretrained import default_path
+    from autoenc.pretrained.card import readme_block
+
+    card = json.loads(default_path().with_suffix(".json").read_text("utf-8"))
+    assert readme_block(card) in README.read_text(encoding="utf-8")

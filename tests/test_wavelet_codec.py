@@ -264,3 +264,62 @@ def test_codec_recipe_trains_and_logs_the_ladder(
     assert last.is_file()
     again = run_trainer(["fit", *args, "--trainer.max_steps=6", f"--ckpt_path={last}"])
     assert again.trainer.global_step == 6
+
+
+# ---- decode-time despeckling ---------------------------------------------------------------
+
+
+def test_simulated_speckle_matches_theory() -> None:
+    """The dB bias of L-look speckle is 10/ln 10 (psi(L) - ln L); its variance psi'(L) (dB²)."""
+    from autoenc.codec.despeckle import subband_speckle
+
+    def psi(v: float) -> float:
+        return float(torch.special.digamma(torch.tensor(v, dtype=torch.float64)))
+
+    def polygamma(n: int, v: float) -> float:
+        return float(torch.special.polygamma(n, torch.tensor(v, dtype=torch.float64)))
+
+    for name, looks in (("white", 4.4), ("slc-intensity", 1.0)):
+        sp = subband_speckle(3, (-25.0, 5.0), name)
+        k = 10 / np.log(10) / 30.0  # nepers -> window units
+        assert sp.bias == pytest.approx(k * (psi(looks) - np.log(looks)), rel=0.02)
+        # near-orthonormal transform: the band variances, weighted by band size, sum to the
+        # pixel variance
+        sizes = [4**-3] + [4 ** -(3 - k_) for k_ in range(3) for _ in range(3)]
+        total = sum(v * s for v, s in zip(sp.var, sizes, strict=True))
+        assert total == pytest.approx(k**2 * float(polygamma(1, looks)), rel=0.05)
+
+
+def test_despeckled_decode_is_smoother_and_optional(
+    tifs: dict[str, Path], wavelet_ckpt: Path, tmp_path: Path
+) -> None:
+    src = tifs["sigma0"]
+    aec = tmp_path / "s.aec"
+    assert _compress(src, aec, "--ckpt", str(wavelet_ckpt), "--quality", "2") == 0
+    out = {}
+    for s in ("0", "1"):
+        tif = tmp_path / f"d{s}.tif"
+        assert main(["decompress", str(aec), "-o", str(tif), "--ckpt", str(wavelet_ckpt),
+                     "--despeckle", s, "--quiet"]) == 0  # fmt: skip
+        with rasterio.open(tif) as f:
+            out[s] = f.read(1)
+    plain = tmp_path / "plain.tif"
+    assert main(["decompress", str(aec), "-o", str(plain), "--ckpt", str(wavelet_ckpt),
+                 "--quiet"]) == 0  # fmt: skip
+    with rasterio.open(plain) as f:
+        assert np.array_equal(f.read(1), out["0"], equal_nan=True)  # strength 0 = the default
+    with rasterio.open(src) as f:
+        a = f.read(1)
+    ok = np.isfinite(a) & (a > 0) & (a != -9999.0)
+    u0, u1 = _unit(out["0"][ok]), _unit(out["1"][ok])
+    # smoother (less speckle kept) and brighter by the speckle's dB bias (~0.5 dB at ENL 4.4)
+    pair = ok[:, 1:] & ok[:, :-1]  # horizontal neighbours, both valid
+    d0, d1 = (np.diff(_unit(out[k]), axis=1)[pair] for k in ("0", "1"))
+    print(f"\n[despeckle] neighbour-difference std {d0.std():.4f} -> {d1.std():.4f}, "
+          f"mean shift {np.mean(u1 - u0):+.4f}")
+    assert d1.std() < 0.9 * d0.std()
+    assert 0.005 < float(np.mean(u1 - u0)) < 0.03
+    assert main(["decompress", str(aec), "-o", str(tmp_path / "x.tif"), "--ckpt",
+                 str(wavelet_ckpt), "--despeckle", "1.5", "--quiet"]) == 2  # fmt: skip
+    assert main(["decompress", str(aec), "-o", str(tmp_path / "x.tif"), "--ckpt",
+                 str(wavelet_ckpt), "--speckle-product", "nope", "--quiet"]) == 2  # fmt: skip

@@ -1,6 +1,6 @@
 # Copyright (c) autoenc developers.
 # Licensed under the MIT License.
-"""Chunk payloads of a scene ``.aec`` file and validation of its header.
+"""Chunk payloads of a scene ``.aec`` file, validation of its header and of its chunk layout.
 
 ``TILE`` (one per tile, row-major): ``u32 row, u32 col, u8 groups``, then per group
 ``u32 length + bytes`` (the entropy-coded strings: ``y``, or ``y`` and ``z``), then
@@ -21,7 +21,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from autoenc.codec.container import CorruptStreamError
+from autoenc.codec.container import ContainerReader, CorruptStreamError
+from autoenc.tiling import TileGrid
 
 _U32 = struct.Struct("<I")
 _RC = struct.Struct("<III")
@@ -137,3 +138,27 @@ def check_header(h: dict[str, Any], path: str) -> None:
         _need(isinstance(h.get("geo"), dict), "geo")
     except PayloadError as e:
         raise CorruptStreamError(path, 0, str(e)) from None
+
+
+def check_layout(reader: ContainerReader, grid: TileGrid, path: str) -> dict[str, list[Any]]:
+    """Every TILE and MASK present exactly once in row-major order, one STAT: else corrupt."""
+    entries = reader.validate()
+    kinds: dict[str, list[Any]] = {"TILE": [], "MASK": [], "STAT": []}
+    for e in entries:
+        k = e.kind.decode("ascii")
+        if k not in kinds:
+            raise CorruptStreamError(path, e.offset, f"unexpected chunk type {k!r}")
+        kinds[k].append(e)
+    rows, cols = grid.shape
+    ph, pw = grid.padded
+    # Every core starts inside the scene (the padding is < factor <= tile), so each tile has a
+    # MASK. No loop over the grid: a crafted header could declare billions of tiles.
+    n_mask = rows * cols
+    if len(kinds["TILE"]) != rows * cols or len(kinds["MASK"]) != n_mask or len(kinds["STAT"]) != 1:
+        raise CorruptStreamError(
+            path,
+            0,
+            f"expected {rows * cols} TILE, {n_mask} MASK and 1 STAT chunks, found "
+            f"{len(kinds['TILE'])}, {len(kinds['MASK'])} and {len(kinds['STAT'])}",
+        )
+    return kinds

@@ -31,6 +31,7 @@ from autoenc.codec.model_io import LoadedCodec, ModelError
 from autoenc.codec.payload import (
     PayloadError,
     check_header,
+    check_layout,
     pack_mask,
     pack_tile,
     unpack_mask,
@@ -277,30 +278,6 @@ def _from_units(unit: NDArray[np.float32], header: dict[str, Any], y: int, x: in
     return amp.astype(dtype)
 
 
-def _check_layout(reader: ContainerReader, grid: TileGrid, path: str) -> dict[str, list[Any]]:
-    """Every TILE and MASK present exactly once in row-major order, one STAT: else corrupt."""
-    entries = reader.validate()
-    kinds: dict[str, list[Any]] = {"TILE": [], "MASK": [], "STAT": []}
-    for e in entries:
-        k = e.kind.decode("ascii")
-        if k not in kinds:
-            raise CorruptStreamError(path, e.offset, f"unexpected chunk type {k!r}")
-        kinds[k].append(e)
-    rows, cols = grid.shape
-    ph, pw = grid.padded
-    # Every core starts inside the scene (the padding is < factor <= tile), so each tile has a
-    # MASK. No loop over the grid: a crafted header could declare billions of tiles.
-    n_mask = rows * cols
-    if len(kinds["TILE"]) != rows * cols or len(kinds["MASK"]) != n_mask or len(kinds["STAT"]) != 1:
-        raise CorruptStreamError(
-            path,
-            0,
-            f"expected {rows * cols} TILE, {n_mask} MASK and 1 STAT chunks, found "
-            f"{len(kinds['TILE'])}, {len(kinds['MASK'])} and {len(kinds['STAT'])}",
-        )
-    return kinds
-
-
 def decompress_scene(
     src: Path,
     dst: Path,
@@ -326,7 +303,7 @@ def decompress_scene(
         grid = TileGrid(
             sc["height"], sc["width"], tl["tile"], tl["halo"], tl["latent_halo"], tl["factor"]
         )
-        kinds = _check_layout(reader, grid, str(src))
+        kinds = check_layout(reader, grid, str(src))
         try:
             geo = GeoMetadata.from_dict(header["geo"])
             geo.validate()

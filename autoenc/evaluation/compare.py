@@ -210,14 +210,25 @@ def update_readme(readme: Path, block: str) -> None:
     Raises:
         ValueError: the markers are missing or out of order.
     """
-    text = readme.read_text()
-    i, j = text.find(README_BEGIN), text.find(README_END)
+    replace_block(readme, block, README_BEGIN, README_END)
+
+
+def replace_block(path: Path, block: str, begin: str, end: str) -> None:
+    """Replace ``begin`` … ``end`` (markers included, ``block`` carries its own) in ``path``.
+
+    Written to a temporary file next to it, then renamed into place.
+
+    Raises:
+        ValueError: the markers are missing or out of order.
+    """
+    text = path.read_text()
+    i, j = text.find(begin), text.find(end)
     if i < 0 or j < i:
-        raise ValueError(f"{readme} has no '{README_BEGIN}' ... '{README_END}' block")
-    new = text[:i] + block + text[j + len(README_END) :]
-    tmp = readme.with_name(f".{readme.name}.tmp")
+        raise ValueError(f"{path} has no '{begin}' ... '{end}' block")
+    new = text[:i] + block + text[j + len(end) :]
+    tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(new)
-    tmp.replace(readme)
+    tmp.replace(path)
 
 
 def compare_main(argv: list[str] | None = None) -> int:
