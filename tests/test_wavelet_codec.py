@@ -315,8 +315,10 @@ def test_despeckled_decode_is_smoother_and_optional(
     # smoother (less speckle kept) and brighter by the speckle's dB bias (~0.5 dB at ENL 4.4)
     pair = ok[:, 1:] & ok[:, :-1]  # horizontal neighbours, both valid
     d0, d1 = (np.diff(_unit(out[k]), axis=1)[pair] for k in ("0", "1"))
-    print(f"\n[despeckle] neighbour-difference std {d0.std():.4f} -> {d1.std():.4f}, "
-          f"mean shift {np.mean(u1 - u0):+.4f}")
+    print(
+        f"\n[despeckle] neighbour-difference std {d0.std():.4f} -> {d1.std():.4f}, "
+        f"mean shift {np.mean(u1 - u0):+.4f}"
+    )
     assert d1.std() < 0.9 * d0.std()
     assert 0.005 < float(np.mean(u1 - u0)) < 0.03
     assert main(["decompress", str(aec), "-o", str(tmp_path / "x.tif"), "--ckpt",

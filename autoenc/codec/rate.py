@@ -55,3 +55,10 @@ def header_rate(
             f"{recorded.get('step')!r}: not the encoder's quality ladder"
         )
     return rate
+
+
+def header_fields(model: Any, rate: dict[str, int]) -> dict[str, Any]:
+    """What the header's ``model`` record gets for ``rate``: ``quality`` and its ``step``."""
+    if not rate:
+        return {}
+    return {"quality": rate["quality"], "step": model.step_of(rate["quality"])}

@@ -37,7 +37,7 @@ from autoenc.codec.payload import (
     unpack_mask,
     unpack_tile,
 )
-from autoenc.codec.rate import header_rate, rate_kwargs
+from autoenc.codec.rate import header_fields, header_rate, rate_kwargs
 from autoenc.data.radiometry import VALID, BlockConverter, CalibrationLUT
 from autoenc.data.scan import row_extents
 from autoenc.data.scene_input import open_input
@@ -137,11 +137,7 @@ def compress_scene(
                 "spec": codec.spec,
                 "weights_sha256": codec.weights_sha256,
                 "checkpoint": codec.path.name,
-                **(
-                    {"quality": rate["quality"], "step": model.step_of(rate["quality"])}
-                    if rate
-                    else {}
-                ),
+                **header_fields(model, rate),
             },  # fmt: skip
             "preprocessing": {"normalisation": norm, "fill_unit": FILL_UNIT},
             "input": {

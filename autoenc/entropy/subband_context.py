@@ -161,12 +161,13 @@ class SubbandContext(nn.Module):
             feat = torch.cat([low / 2.0 ** (self.levels - k), parents, logs.expand_as(low)], 1)
             mask = checkerboard(low.shape[-2], low.shape[-1], low.device)
             a = self._to_q(self.anchor[k](feat), s)
-            done(next(plan), list(a.split(1, 1)), mask)
+            done(next(plan), list(torch.split(a, 1, 1)), mask)
             level = torch.cat([bands[i] for i in ix], 1) * s
             r = self._to_q(self.rest[k](torch.cat([feat, level * mask], 1)), s)
-            done(next(plan), list(r.split(1, 1)), mask)
+            done(next(plan), list(torch.split(r, 1, 1)), mask)
             level = torch.cat([bands[i] for i in ix], 1) * s  # complete now (decoder)
-            low = idwt2(Subbands(low, (tuple(level.split(1, 1)),)))  # type: ignore[arg-type]
+            hl, lh, hh = torch.split(level, 1, 1)
+            low = idwt2(Subbands(low, ((hl, lh, hh),)))
             parents = F.interpolate(level.abs(), scale_factor=2.0, mode="nearest")
         return scales
 

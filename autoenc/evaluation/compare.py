@@ -64,7 +64,8 @@ class Pretrained:
         model = load_codec(self.path).model
         if not getattr(model, "variable_rate", False):
             return [("", None)]
-        wanted = self.qualities if self.qualities is not None else range(model.qualities)
+        count = int(getattr(model, "qualities", 0))
+        wanted = self.qualities if self.qualities is not None else range(count)
         return [(f"q{q}", int(q)) for q in wanted]
 
 

@@ -26,7 +26,7 @@ def variants_table(latent_channels: int = 16) -> str:
     for name in list_models():
         cls = MODELS[name]
         # a variable-rate codec has a fixed latent (its own default); the others take C
-        model = cls() if cls.variable_rate else cls(latent_channels=latent_channels)
+        model = cls() if cls.variable_rate else cls(latent_channels=latent_channels)  # type: ignore[call-arg]
         doc = (sys.modules[cls.__module__].__doc__ or "").strip().splitlines()[0]
         side = 256 // model.downsampling_factor
         net = sum(p.numel() for p in model.network_parameters())

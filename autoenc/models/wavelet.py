@@ -136,7 +136,7 @@ class WaveletCodec(AutoencoderBase):
         self._config.update(levels=levels, width=width, steps=ladder,
                             default_quality=int(default_quality))  # fmt: skip
         self.levels = levels
-        self.downsampling_factor = 2**levels  # type: ignore[misc]
+        self.downsampling_factor = 2**levels
         self.steps = tuple(ladder)
         self.default_quality = int(default_quality)
         self.g_a = WaveletAnalysis(levels)
