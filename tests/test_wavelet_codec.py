@@ -264,6 +264,8 @@ def test_codec_recipe_trains_and_logs_the_ladder(
     assert last.is_file()
     again = run_trainer(["fit", *args, "--trainer.max_steps=6", f"--ckpt_path={last}"])
     assert again.trainer.global_step == 6
+    tested = run_trainer(["test", *args, f"--ckpt_path={last}"]).trainer.callback_metrics
+    assert torch.isfinite(tested["test/psnr"]) and float(tested["test/bpp_real"]) > 0
 
 
 # ---- decode-time despeckling ---------------------------------------------------------------
