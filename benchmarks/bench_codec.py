@@ -357,7 +357,9 @@ def measure_j2k(scene: Path, win: DbWindow, target_bpp: float, repeats: int) -> 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Write the scenes, measure both codecs, return the record."""
     ckpt = Path(args.ckpt)
-    pre = torch.load(ckpt, map_location="cpu", weights_only=True)["autoenc_preprocessing"]
+    from autoenc.codec.model_io import load_codec
+
+    pre = load_codec(ckpt).preprocessing  # a checkpoint or a safetensors export
     win = DbWindow(pre["normalisation"])
     sizes = sorted(set(args.sizes))
     load_before = os.getloadavg()[0]
@@ -367,9 +369,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bench_codec_", dir=args.tmp) as tmp:
         for size in sizes:
             work = Path(tmp) / f"s{size}"
-            scene, synth_s, _ = _timed(
-                write_scene, work / f"scene_{size}.tif", size, 0, 0, 4.4, "intensity"
-            )
+            scene = work / f"scene_{size}.tif"  # GRDH-like speckle (the generator's default)
+            _, synth_s, _ = _timed(lambda p=scene, n=size: write_scene(p, n, 0, kind="intensity"))
             r = measure_autoenc(scene, work, ckpt, args.tile, args.repeats)
             results.append({"size": size, "mpix": size * size / 1e6, "synth_s": synth_s, **r})
             if size == sizes[-1]:
