@@ -327,3 +327,29 @@ def test_despeckled_decode_is_smoother_and_optional(
                  str(wavelet_ckpt), "--despeckle", "1.5", "--quiet"]) == 2  # fmt: skip
     assert main(["decompress", str(aec), "-o", str(tmp_path / "x.tif"), "--ckpt",
                  str(wavelet_ckpt), "--speckle-product", "nope", "--quiet"]) == 2  # fmt: skip
+
+
+def test_export_writes_weights_card_and_readme_block(
+    wavelet_ckpt: Path, codec_root: Path, tmp_path: Path
+) -> None:
+    """`autoenc export` measures what it ships: the card's numbers come from its own evaluation."""
+    from autoenc.pretrained.card import README_BEGIN, README_END, readme_block
+
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{README_BEGIN}\nold\n{README_END}\nend\n")
+    out = tmp_path / "out"
+    argv = ["export", str(wavelet_ckpt), "--name", "tiny", "--out-dir", str(out), "--data",
+            str(codec_root), "--split", "test", "--limit", "4", "--report", str(tmp_path / "rep"),
+            "--readme", str(readme)]  # fmt: skip
+    assert main(argv) == 0
+    card = json.loads((out / "tiny.json").read_text())
+    assert card["card_command"] == "autoenc " + " ".join(argv)
+    assert card["record"]["weights_sha256"] == load_codec(out / "tiny.safetensors").weights_sha256
+    assert [q["quality"] for q in card["qualities"]] == list(range(len(STEPS)))
+    results = json.loads((tmp_path / "rep" / "results.json").read_text())
+    assert results["meta"]["n"] == card["n"] == 4
+    assert readme.read_text() == f"intro\n{readme_block(card)}\nend\n"
+    assert card["despeckle"]["strength"] > 0 and len(card["despeckle"]["qualities"]) == len(STEPS)
+    before = {f.name: f.read_bytes() for f in out.iterdir()}
+    assert main([*argv[:2], "--out-dir", str(out), "--data", str(tmp_path / "none")]) == 2
+    assert {f.name: f.read_bytes() for f in out.iterdir()} == before  # nothing half-replaced

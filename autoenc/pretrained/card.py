@@ -224,12 +224,15 @@ def export_main(argv: list[str] | None = None) -> int:
     from autoenc.codec.model_io import ModelError, export_safetensors, load_codec
     from autoenc.pretrained import FOLDER
 
+    out_dir = args.out_dir or FOLDER
+    weights = out_dir / f"{args.name}.safetensors"
+    # measured from a staging copy; weights, card and README change only once all succeeded
+    staging = out_dir / f".{args.name}.staging.safetensors"
     try:
-        out_dir = args.out_dir or FOLDER
         out_dir.mkdir(parents=True, exist_ok=True)
         codec = load_codec(args.ckpt)
-        weights = export_safetensors(codec, out_dir / f"{args.name}.safetensors")
-        card = measure(weights, args.data, args.report, args.split, args.limit)
+        export_safetensors(codec, staging)
+        card = measure(staging, args.data, args.report, args.split, args.limit)
         card.update(
             name=args.name,
             command=args.command,
@@ -245,8 +248,9 @@ def export_main(argv: list[str] | None = None) -> int:
                 "training": {"data": str(args.data), "recipe": args.recipe},
             },
         )
-        for suffix, text in ((".json", json.dumps(card, indent=1, default=float)),
-                             (".md", render(card))):  # fmt: skip
+        texts = {".json": json.dumps(card, indent=1, default=float), ".md": render(card)}
+        os.replace(staging, weights)
+        for suffix, text in texts.items():
             dst = out_dir / f"{args.name}{suffix}"
             tmp = dst.with_name(f".{dst.name}.tmp")
             tmp.write_text(text + "\n")
@@ -260,6 +264,8 @@ def export_main(argv: list[str] | None = None) -> int:
             raise
         log.error("autoenc export: %s", e)
         return 2
+    finally:
+        staging.unlink(missing_ok=True)
     log.info("exported %s (%d bytes) and its card %s", weights, weights.stat().st_size,
              out_dir / f"{args.name}.md")  # fmt: skip
     return 0
