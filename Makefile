@@ -48,6 +48,9 @@ CODEC_OUT ?= autoenc/pretrained
 CODEC_LOGS ?= lightning_logs/codec
 CODEC_REPORT ?= reports/codec
 CODEC_README ?= README.md
+# Decode-time default of the shipped codec (no weight, no bit): despeckling strength 0.25 at
+# qualities 0-4, at or below the speckle cap of its data, faithful above.
+CODEC_DESPECKLE ?= [0.25,0.25,0.25,0.25,0.25,0,0,0,0,0,0,0]
 
 codec-model: $(STAMP) ## train the shipped default codec from scratch (~30 min on 2 CPU cores) and export it with its card
 	$(VENV)/bin/autoenc compare configs/compare/cpu.yaml --data-only
@@ -57,7 +60,8 @@ codec-model: $(STAMP) ## train the shipped default codec from scratch (~30 min o
 		--trainer.logger.init_args.name=$(notdir $(CODEC_LOGS)) \
 		--checkpoint.dirpath=$(CODEC_LOGS)/checkpoints
 	$(VENV)/bin/autoenc export $(CODEC_LOGS)/checkpoints/last.ckpt --name wavelet-grdh \
-		--out-dir $(CODEC_OUT) --report $(CODEC_REPORT) $(if $(CODEC_README),--readme $(CODEC_README))
+		--out-dir $(CODEC_OUT) --report $(CODEC_REPORT) $(if $(CODEC_README),--readme $(CODEC_README)) \
+		--model-arg 'despeckle=$(CODEC_DESPECKLE)'
 
 CODEC_CKPT ?= lightning_logs/hyperprior_demo/checkpoints/last.ckpt
 

@@ -340,7 +340,7 @@ def test_export_writes_weights_card_and_readme_block(
     out = tmp_path / "out"
     argv = ["export", str(wavelet_ckpt), "--name", "tiny", "--out-dir", str(out), "--data",
             str(codec_root), "--split", "test", "--limit", "4", "--report", str(tmp_path / "rep"),
-            "--readme", str(readme)]  # fmt: skip
+            "--readme", str(readme), "--model-arg", "despeckle=[0.5, 0.5, 0, 0]"]  # fmt: skip
     assert main(argv) == 0
     card = json.loads((out / "tiny.json").read_text())
     assert card["card_command"] == "autoenc " + " ".join(argv)
@@ -349,7 +349,16 @@ def test_export_writes_weights_card_and_readme_block(
     results = json.loads((tmp_path / "rep" / "results.json").read_text())
     assert results["meta"]["n"] == card["n"] == 4
     assert readme.read_text() == f"intro\n{readme_block(card)}\nend\n"
-    assert card["despeckle"]["strength"] > 0 and len(card["despeckle"]["qualities"]) == len(STEPS)
+    # the default decode despeckles where the export's per-quality defaults say so (0.5 at
+    # qualities 0 and 1); the card's second curve is the faithful decode
+    assert card["despeckle"]["strength"] == 0.0
+    default, faithful = card["qualities"], card["despeckle"]["qualities"]
+    assert load_codec(out / "tiny.safetensors").model.despeckle == (0.5, 0.5, 0.0, 0.0)
+    for q in (0, 1):
+        assert default[q]["psnr"] < faithful[q]["psnr"]  # smoothed: further from the speckle
+    for q in (2, 3):
+        assert default[q]["psnr"] == faithful[q]["psnr"]
+    assert main([*argv[:-2], "--model-arg", "levels=3"]) == 2  # not a decode-time argument
     before = {f.name: f.read_bytes() for f in out.iterdir()}
     assert main([*argv[:2], "--out-dir", str(out), "--data", str(tmp_path / "none")]) == 2
     assert {f.name: f.read_bytes() for f in out.iterdir()} == before  # nothing half-replaced

@@ -172,7 +172,8 @@ def decompress_main(argv: list[str] | None = None) -> int:
         from autoenc.codec.scene import decompress_scene
         from autoenc.data.speckle import product
 
-        product(args.speckle_product)  # an unknown name fails here, listing the known ones
+        if args.speckle_product is not None:
+            product(args.speckle_product)  # an unknown name fails here, listing the known ones
         despeckle = Despeckle(args.despeckle, args.speckle_product)
 
         outs = _outputs(args.inputs, args.output, ".tif")

@@ -6,12 +6,13 @@ A wavelet codec's decoder knows, for every coefficient, the Gaussian scale ``sig
 model predicts (speckle and signal together). Speckle in the dB domain is additive and of known
 spectrum for a product (:mod:`autoenc.data.speckle`), so its variance ``n_b`` in each subband
 ``b`` can be computed once; the Wiener estimate of the clean coefficient is then the decoded one
-times ``1 - n_b / sigma²``. ``strength`` s in [0, 1] scales that shrink: ``max(0, 1 - s n_b /
-sigma²)``. 0 (the default everywhere) is the faithful decode, MMSE against the speckled input;
-1 the full Wiener shrink, a despeckled product. The speckle's dB bias (its log is not zero-mean)
-is removed in the same proportion, so the despeckled image estimates the reflectivity's level,
-not the speckled image's. Nothing is stored in the file: any ``.aec`` of a
-variable-rate wavelet model can be decoded either way.
+times ``1 - n_b / sigma²``. ``strength`` s in [0, 1] scales that shrink:
+``max(0, 1 - s n_b / sigma²)``. 0 is the faithful decode, MMSE against the speckled input; 1 the
+full Wiener shrink, a despeckled product. A model may carry a default strength per quality (the
+shipped codec: 0.25 at and below the speckle cap, 0 above). The speckle's dB bias (its log is
+not zero-mean) is removed in the same proportion, so the despeckled image estimates the
+reflectivity's level, not the speckled image's. Nothing is stored in the file: any ``.aec`` of
+a variable-rate wavelet model can be decoded either way.
 
 Invariants:
     * :func:`subband_speckle` depends only on its arguments (seeded simulation, cached);
@@ -39,21 +40,19 @@ SIM_SEED = 20261201
 class Despeckle:
     """A decode-time despeckling request: shrink ``strength`` for speckle of ``product``.
 
+    ``None`` means the model's own choice: its per-quality default strength
+    (``WaveletCodec(despeckle=...)``) and its ``speckle_product``.
+
     Raises:
         ValueError: a strength outside [0, 1] (on construction).
     """
 
-    strength: float = 0.0
-    product: str = "grdh"
+    strength: float | None = None
+    product: str | None = None
 
     def __post_init__(self) -> None:
-        if not 0.0 <= float(self.strength) <= 1.0:
+        if self.strength is not None and not 0.0 <= float(self.strength) <= 1.0:
             raise ValueError(f"despeckle strength must be in [0, 1], got {self.strength!r}")
-
-    @property
-    def active(self) -> bool:
-        """Whether the decode differs from the faithful one."""
-        return float(self.strength) > 0.0
 
 
 @dataclass(frozen=True)
@@ -91,18 +90,24 @@ def subband_speckle(levels: int, window_db: tuple[float, float], name: str) -> S
 
 
 def decode_kwargs(
-    model: object, request: Despeckle, window_db: tuple[float, float]
+    model: object, request: Despeckle, window_db: tuple[float, float], quality: int | None
 ) -> dict[str, Any]:
-    """Extra ``decompress_latent`` arguments of ``request`` for ``model`` ({} when inactive).
+    """Extra ``decompress_latent`` arguments of ``request`` at ``quality`` ({} for none).
 
     Raises:
         ValueError: despeckling asked of a model that cannot do it (not a wavelet codec).
     """
-    if not request.active:
-        return {}
     levels = getattr(model, "levels", None)
-    if not getattr(model, "variable_rate", False) or not isinstance(levels, int):
+    wavelet = getattr(model, "variable_rate", False) and isinstance(levels, int)
+    s = request.strength
+    if s is None:  # the model's default for this quality (none for other models)
+        defaults = getattr(model, "despeckle", ()) if wavelet else ()
+        s = float(defaults[quality]) if quality is not None and len(defaults) > quality else 0.0
+    if not s:
+        return {}
+    if not wavelet:
         raise ValueError("--despeckle needs a wavelet codec (the default model); this one has none")
-    sp = subband_speckle(levels, (float(window_db[0]), float(window_db[1])), request.product)
-    s = float(request.strength)
+    assert isinstance(levels, int)
+    name = request.product or str(getattr(model, "speckle_product", "grdh"))
+    sp = subband_speckle(levels, (float(window_db[0]), float(window_db[1])), name)
     return {"shrink": [s * v for v in sp.var], "offset": -s * sp.bias}

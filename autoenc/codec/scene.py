@@ -284,7 +284,8 @@ def decompress_scene(
     """Decompress ``src`` into a GeoTIFF at ``dst``; ``load(header)`` supplies the model.
 
     ``despeckle`` reconstructs towards the clean reflectivity (see
-    :mod:`autoenc.codec.despeckle`; wavelet codecs only); by default the faithful decode.
+    :mod:`autoenc.codec.despeckle`; wavelet codecs only); by default the model's own choice
+    for the file's quality.
 
     Raises:
         CorruptStreamError: anything wrong with the file (before the output is created, as far
@@ -318,7 +319,7 @@ def decompress_scene(
         rate: dict[str, Any] = dict(header_rate(model, header["model"], codec, str(src)))
         norm = header["preprocessing"]["normalisation"]
         window = (float(norm["vmin_db"]), float(norm["vmax_db"]))
-        rate.update(decode_kwargs(model, despeckle or Despeckle(), window))
+        rate.update(decode_kwargs(model, despeckle or Despeckle(), window, rate.get("quality")))
         h, w = grid.height, grid.width
         rows, cols = grid.shape
         lat_tile = grid.tile // grid.factor

@@ -64,7 +64,9 @@ class LearnedCodec:
         model = self.loaded.model
         self.factor = int(model.downsampling_factor)
         self.rate = rate_kwargs(model, quality, f"{path} ({name})")
-        self.decode_extra = decode_kwargs(model, despeckle or Despeckle(), self.window_db)
+        self.decode_extra = decode_kwargs(
+            model, despeckle or Despeckle(), self.window_db, self.rate.get("quality")
+        )
 
     @property
     def spec(self) -> dict[str, Any]:

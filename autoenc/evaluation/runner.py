@@ -60,7 +60,7 @@ class ModelSpec:
     point: str
     path: Path
     quality: int | None = None  # operating point of a variable-rate model
-    despeckle: float = 0.0  # decode-time despeckling strength (wavelet codecs)
+    despeckle: float | None = None  # decode-time despeckling (None: the model's default)
 
     @property
     def name(self) -> str:

@@ -105,6 +105,8 @@ class WaveletCodec(AutoencoderBase):
         width: int = 32,
         steps: Sequence[float] = DEFAULT_STEPS,
         default_quality: int | None = None,
+        despeckle: Sequence[float] | None = None,
+        speckle_product: str = "grdh",
     ) -> None:
         """Build the codec.
 
@@ -114,6 +116,10 @@ class WaveletCodec(AutoencoderBase):
             steps: the quality ladder, strictly decreasing (quality 0 = largest step).
             default_quality: the quality of eval-mode ``forward`` and of coding without one
                 (default: the middle of the ladder).
+            despeckle: per quality, the despeckling strength a decode uses unless asked
+                otherwise (:mod:`autoenc.codec.despeckle`; default: 0, faithful, everywhere).
+                Decode-time only: it changes no weight and no bit of a file.
+            speckle_product: the speckle model that despeckling removes.
 
         Raises:
             ValueError: bad levels/width, a ladder that is empty, not positive or not
@@ -132,9 +138,18 @@ class WaveletCodec(AutoencoderBase):
             default_quality = len(ladder) // 2
         if not 0 <= int(default_quality) < len(ladder):
             raise ValueError(f"default_quality {default_quality} outside 0..{len(ladder) - 1}")
+        strengths = [0.0] * len(ladder) if despeckle is None else [float(v) for v in despeckle]
+        if len(strengths) != len(ladder) or any(not 0.0 <= v <= 1.0 for v in strengths):
+            raise ValueError(
+                f"despeckle needs one strength in [0, 1] per quality ({len(ladder)}), "
+                f"got {despeckle}"
+            )
         self._config.pop("latent_channels")
         self._config.update(levels=levels, width=width, steps=ladder,
-                            default_quality=int(default_quality))  # fmt: skip
+                            default_quality=int(default_quality), despeckle=strengths,
+                            speckle_product=str(speckle_product))  # fmt: skip
+        self.despeckle = tuple(strengths)
+        self.speckle_product = str(speckle_product)
         self.levels = levels
         self.downsampling_factor = 2**levels
         self.steps = tuple(ladder)
