@@ -66,7 +66,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from _common import add_json_argument, machine_info, save_record
 from numpy.typing import NDArray
 from PIL import Image

@@ -326,8 +326,8 @@ def check_main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     d = compare_cards(json.loads(args.card.read_text()), json.loads(args.other.read_text()))
     ok = abs(d) <= args.tol
-    print(f"BD-PSNR of {args.other} against {args.card}: {d:+.3f} dB "
-          f"({'within' if ok else 'OUTSIDE'} ±{args.tol} dB)")  # fmt: skip
+    sys.stdout.write(f"BD-PSNR of {args.other} against {args.card}: {d:+.3f} dB "
+                     f"({'within' if ok else 'OUTSIDE'} ±{args.tol} dB)\n")  # fmt: skip
     return 0 if ok else 1
 
 
