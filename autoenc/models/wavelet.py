@@ -118,7 +118,9 @@ class WaveletCodec(AutoencoderBase):
                 (default: the middle of the ladder).
             despeckle: per quality, the despeckling strength a decode uses unless asked
                 otherwise (:mod:`autoenc.codec.despeckle`; default: 0, faithful, everywhere).
-                Decode-time only: it changes no weight and no bit of a file.
+                Decode-time only: it changes no weight and no bit of a file. The scene decoder
+                and the evaluation apply it (``autoenc.codec.despeckle.decode_kwargs``);
+                ``forward`` and ``decompress`` here stay faithful.
             speckle_product: the speckle model that despeckling removes.
 
         Raises:
