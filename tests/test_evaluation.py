@@ -18,7 +18,7 @@ import math
 import re
 import shutil
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -49,12 +49,7 @@ from autoenc.task import CompressionTask
 LADDER = ["1.5", "2", "3", "4", "6"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: 1 torch thread
 
 
 def _fit(name: str, kw: dict[str, Any], root: Path, out: Path, lmbda: float | None) -> Path:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import pickle
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,12 +36,7 @@ STEPS = [0.6, 0.25, 0.1, 0.04]
 TILE = 64
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: 1 torch thread
 
 
 @pytest.fixture(scope="module")
