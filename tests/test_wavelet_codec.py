@@ -352,7 +352,10 @@ def test_export_writes_weights_card_and_readme_block(
         assert default[q]["psnr"] < faithful[q]["psnr"]  # smoothed: further from the speckle
     for q in (2, 3):
         assert default[q]["psnr"] == faithful[q]["psnr"]
-    assert main([*argv[:-2], "--model-arg", "levels=3"]) == 2  # not a decode-time argument
     before = {f.name: f.read_bytes() for f in out.iterdir()}
-    assert main([*argv[:2], "--out-dir", str(out), "--data", str(tmp_path / "none")]) == 2
+    assert main(argv) == 2  # the export exists: refused without --overwrite
+    # not a decode-time argument
+    assert main([*argv[:-2], "--model-arg", "levels=3", "--overwrite"]) == 2
+    assert main([*argv[:2], "--out-dir", str(out), "--data", str(tmp_path / "none"),
+                 "--overwrite"]) == 2  # fmt: skip
     assert {f.name: f.read_bytes() for f in out.iterdir()} == before  # nothing half-replaced

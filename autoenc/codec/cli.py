@@ -17,11 +17,13 @@ from typing import Any
 EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT, EXIT_MODEL, EXIT_CORRUPT, EXIT_OOM, EXIT_DEVICE = range(7)
 
 EXIT_HELP = """\
-exit codes: 0 ok; 1 internal error; 2 bad input or options; 3 model problem (checkpoint
-missing, unsafe, without preprocessing parameters, or not the encoder's model); 4 corrupt or
+exit codes: 0 ok; 1 internal error; 2 bad input or options (also: an output that exists
+without --overwrite, or that is one of the inputs); 3 model problem (checkpoint missing,
+unsafe, without preprocessing parameters, or not the encoder's model); 4 corrupt or
 truncated .aec file; 5 out of memory; 6 file encoded on another kind of device (re-encode
 with --device cpu for portable files).
 """
+OVERWRITE_HELP = "replace existing outputs (atomically, once the new file is complete)"
 
 
 def _device(name: str) -> str:
@@ -51,7 +53,7 @@ def _run(func: Callable[[], None], quiet: bool) -> int:
         return _fail(str(e), EXIT_MODEL)
     except MemoryError:
         return _fail("out of memory: use a smaller --tile or --batch-size", EXIT_OOM)
-    except (SceneError, ValueError, FileNotFoundError, IsADirectoryError, PermissionError) as e:
+    except (SceneError, ValueError, OSError) as e:  # OSError: missing, unwritable, disk full
         return _fail(str(e), EXIT_BAD_INPUT)
     except RuntimeError as e:
         if "out of memory" in str(e).lower():
@@ -83,12 +85,32 @@ def _progress(label: str, quiet: bool) -> Iterator[Callable[[int], None] | None]
         yield lambda n: bar.advance(task, n)
 
 
-def _outputs(inputs: list[Path], out: Path, suffix: str) -> list[Path]:
+def _outputs(
+    inputs: list[Path], out: Path, suffix: str, overwrite: bool, others: list[Path]
+) -> list[Path]:
+    """One output per input; refused before any work when one would destroy a file.
+
+    Raises:
+        ValueError: an output that is (a path, symlink or hard link to) an input or to one
+            of ``others`` (e.g. ``--ckpt``), two inputs with the same output, or (as
+            OutputExistsError) an existing output without ``--overwrite``.
+    """
+    from autoenc.atomic import check_output, same_file
+
     if len(inputs) == 1 and not out.is_dir():
-        return [out]
-    if not out.is_dir():
+        outs = [out]
+    elif not out.is_dir():
         raise ValueError(f"-o {out}: with several inputs it must be an existing folder")
-    return [out / (p.stem + suffix) for p in inputs]
+    else:
+        outs = [out / (p.stem + suffix) for p in inputs]
+    for i, dst in enumerate(outs):
+        for src in [*inputs, *others]:
+            if same_file(src, dst):
+                raise ValueError(f"output {dst} is the input {src}; choose another output")
+        if any(same_file(dst, prev) for prev in outs[:i]):
+            raise ValueError(f"inputs {inputs[i]} and another one would both write {dst}")
+        check_output(dst, overwrite)
+    return outs
 
 
 def compress_main(argv: list[str] | None = None) -> int:
@@ -113,6 +135,7 @@ def compress_main(argv: list[str] | None = None) -> int:
     p.add_argument("--band", default=None, help="band index or description (multi-band files)")
     p.add_argument("--input-kind", default="auto", choices=("auto", "amplitude", "intensity", "db"))
     p.add_argument("--calibration", default="auto", help="as for autoenc prepare")
+    p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     args = p.parse_args(argv)
 
@@ -120,7 +143,8 @@ def compress_main(argv: list[str] | None = None) -> int:
         from autoenc.codec.model_io import load_codec
         from autoenc.codec.scene import compress_scene
 
-        outs = _outputs(args.inputs, args.output, ".aec")
+        ckpts = [args.ckpt] if args.ckpt is not None else []
+        outs = _outputs(args.inputs, args.output, ".aec", args.overwrite, ckpts)
         from autoenc.pretrained import load_default
 
         device = _device(args.device)
@@ -131,6 +155,7 @@ def compress_main(argv: list[str] | None = None) -> int:
                     src, dst, codec, tile=args.tile, halo=args.halo, latent_halo=args.latent_halo,
                     batch_size=args.batch_size, band=args.band, input_kind=args.input_kind,
                     calibration=args.calibration, advance=advance, quality=args.quality,
+                    overwrite=args.overwrite,
                 )  # fmt: skip
             if not args.quiet:
                 sys.stderr.write(
@@ -163,10 +188,12 @@ def decompress_main(argv: list[str] | None = None) -> int:
         default="grdh",
         help="speckle model that --despeckle removes (grdh, slc-intensity, white)",
     )
+    p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     p.add_argument("--quiet", action="store_true", help="no summary")
     args = p.parse_args(argv)
 
     def body() -> None:
+        from autoenc.atomic import same_file
         from autoenc.codec.despeckle import Despeckle
         from autoenc.codec.model_io import LoadedCodec, ModelError, load_codec
         from autoenc.codec.scene import decompress_scene
@@ -176,13 +203,15 @@ def decompress_main(argv: list[str] | None = None) -> int:
             product(args.speckle_product)  # an unknown name fails here, listing the known ones
         despeckle = Despeckle(args.despeckle, args.speckle_product)
 
-        outs = _outputs(args.inputs, args.output, ".tif")
-        cache: dict[Path, LoadedCodec] = {}
-        for src, dst in zip(args.inputs, outs, strict=True):
+        for src in args.inputs:
             if not src.is_file():
                 raise FileNotFoundError(f"no such file: {src}")
+        ckpts = [args.ckpt] if args.ckpt is not None else []
+        outs = _outputs(args.inputs, args.output, ".tif", args.overwrite, ckpts)
+        cache: dict[Path, LoadedCodec] = {}
+        for src, dst in zip(args.inputs, outs, strict=True):
 
-            def load(header: dict[str, Any], src: Path = src) -> LoadedCodec:
+            def load(header: dict[str, Any], src: Path = src, dst: Path = dst) -> LoadedCodec:
                 from autoenc.pretrained import find_shipped
 
                 name = Path(str(header["model"].get("checkpoint", ""))).name  # no path parts
@@ -195,12 +224,15 @@ def decompress_main(argv: list[str] | None = None) -> int:
                         f"checkpoint {path} not found and no shipped model has the weights "
                         "hash of the file's header; pass --ckpt"
                     )
+                if same_file(path, dst):
+                    raise ValueError(f"output {dst} is the checkpoint {path}; choose another")
                 if path not in cache:
                     cache[path] = load_codec(path, _device(args.device))
                 return cache[path]
 
             with _progress(f"decompress {src.name}", args.quiet) as advance:
-                stats = decompress_scene(src, dst, load, advance=advance, despeckle=despeckle)
+                stats = decompress_scene(src, dst, load, advance=advance, despeckle=despeckle,
+                                         overwrite=args.overwrite)  # fmt: skip
             if not args.quiet:
                 sys.stderr.write(
                     f"{src} -> {dst}: {stats.height}x{stats.width}, {stats.bpp:.4f} bpp, "

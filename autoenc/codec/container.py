@@ -12,7 +12,7 @@ the closing ``END `` record makes truncation and trailing bytes always detectabl
 | 0          | 8    | magic `89 41 45 43 0D 0A 1A 0A` (`\x89AEC\r\n\x1a\n`)              |
 | 8          | 2    | format version, uint16 (`FORMAT_VERSION` = 1)                      |
 | 10         | 4    | header length N, uint32, at most `MAX_HEADER_BYTES` (16 MiB)       |
-| 14         | N    | header: UTF-8 JSON object, sorted keys, compact, no NaN/Infinity   |
+| 14         | N    | header: UTF-8 JSON object, sorted keys, compact, finite numbers    |
 | 14+N       | 4    | CRC32 (`zlib.crc32`) of the N header bytes, uint32                 |
 | p = 18+N   | 4    | chunk type: 4 printable ASCII bytes, e.g. `TILE`, `MASK`           |
 | p+4        | 8    | payload length L, uint64, at most the bytes left in the file       |
@@ -32,14 +32,16 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import struct
-import tempfile
 import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any, NamedTuple
+
+from autoenc.atomic import commit, make_temp
 
 MAGIC = b"\x89AEC\r\n\x1a\n"
 FORMAT_VERSION = 1
@@ -90,6 +92,14 @@ def _no_nan(name: str) -> Any:
     raise ValueError(f"non-finite number {name} is not allowed")
 
 
+def _finite_float(text: str) -> float:
+    # JSON parses 1e999 to inf without calling parse_constant: refuse it here.
+    v = float(text)
+    if not math.isfinite(v):
+        raise ValueError(f"number {text[:40]} overflows to {v}")
+    return v
+
+
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     # Duplicate keys are ambiguous: other JSON parsers may keep the first one, not the last.
     dup = sorted(k for k, n in Counter(k for k, _ in pairs).items() if n > 1)
@@ -98,26 +108,18 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return dict(pairs)
 
 
-def _fsync_dir(d: Path) -> None:
-    """Persist the rename itself; best effort where directories cannot be opened."""
-    with contextlib.suppress(OSError):
-        fd = os.open(d, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
 class ContainerWriter:
     """Stream chunks to a temp file beside ``path``, so only a complete file ever appears there.
 
     Use it as a context manager: a clean exit appends ``END ``, fsyncs and renames the temp
     file onto ``path``; an exception deletes the temp file and leaves ``path`` untouched.
     Chunks go straight to disk, so memory stays bounded by the largest single payload.
+    ``overwrite=False`` never replaces an existing ``path`` (:func:`autoenc.atomic.commit`).
     """
 
-    def __init__(self, path: PathLike, header: dict[str, Any]) -> None:
+    def __init__(self, path: PathLike, header: dict[str, Any], overwrite: bool = True) -> None:
         self._path = Path(path)
+        self._overwrite = overwrite
         if not isinstance(header, dict):
             raise TypeError(f"container header for {self._path} must be a dict, got {header!r}")
         try:  # ValueError: NaN/Infinity or circular references; ASCII-only output is UTF-8
@@ -140,12 +142,12 @@ class ContainerWriter:
     def __enter__(self) -> ContainerWriter:
         if self._tmp is not None or self._written:
             raise RuntimeError(f"ContainerWriter for {self._path} can only be entered once")
-        self._path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(
-            prefix=f".{self._path.name}.", suffix=".tmp", dir=self._path.parent
-        )
-        self._tmp = Path(tmp)
-        self._file = os.fdopen(fd, "wb")
+        self._tmp = make_temp(self._path)
+        try:
+            self._file = open(self._tmp, "wb")  # noqa: SIM115 - closed in __exit__/_abort
+        except BaseException:
+            self._abort()
+            raise
         try:
             self._write(_PREAMBLE.pack(MAGIC, FORMAT_VERSION, len(self._header)))
             self._write(self._header + _CRC.pack(zlib.crc32(self._header)))
@@ -182,13 +184,11 @@ class ContainerWriter:
             os.fsync(self._file.fileno())
             self._file.close()
             self._file = None
-            os.chmod(self._tmp, 0o644)  # mkstemp creates 0600; containers are meant to be shared
-            os.replace(self._tmp, self._path)
+            commit(self._tmp, self._path, self._overwrite)
         except BaseException:
             self._abort()
             raise
         self._tmp = None
-        _fsync_dir(self._path.parent)
 
     def _write(self, data: bytes | memoryview) -> None:
         assert self._file is not None  # internal invariant: callers checked
@@ -297,7 +297,12 @@ class ContainerReader:
             raise self._fail(crc_at, f"header CRC mismatch: stored {stored:#x}, data {crc:#x}")
         try:
             text = raw.decode("utf-8")
-            header = json.loads(text, parse_constant=_no_nan, object_pairs_hook=_unique_keys)
+            header = json.loads(
+                text,
+                parse_constant=_no_nan,
+                parse_float=_finite_float,
+                object_pairs_hook=_unique_keys,
+            )
         except (ValueError, RecursionError) as e:
             raise self._fail(_PREAMBLE.size, f"header is not strict JSON: {e}") from e
         if not isinstance(header, dict):

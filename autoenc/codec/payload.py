@@ -1,18 +1,21 @@
 # Copyright (c) autoenc developers.
 # Licensed under the MIT License.
-"""Chunk payloads of a scene ``.aec`` file, validation of its header and of its chunk layout.
+"""Chunk payloads of a scene ``.aec`` file and validation of its chunk layout.
 
 ``TILE`` (one per tile, row-major): ``u32 row, u32 col, u8 groups``, then per group
 ``u32 length + bytes`` (the entropy-coded strings: ``y``, or ``y`` and ``z``), then
 ``u8 has_checksum, u32 checksum`` (CRC32 of the hyperprior's scale indexes).
 ``MASK`` (one per tile): ``u32 row, u32 col, u32 n``, ``n`` bytes of zlib(np.packbits(valid))
 over the tile's pixels inside the scene (row-major), then zlib of the raw values of its invalid
-pixels in the input dtype, so they come back bit-exact. ``STAT``: JSON statistics.
-Every reader checks every length against the payload, so a corrupt file fails cleanly.
+pixels in the input dtype, so they come back bit-exact. ``STAT``: JSON statistics (at most
+``MAX_STAT_BYTES``). Every reader checks every length against the payload, and every inflate is
+bounded by the size the tile needs (:func:`inflate`), so a corrupt file fails cleanly and
+cheaply.
 """
 
 from __future__ import annotations
 
+import json
 import struct
 import zlib
 from collections.abc import Sequence
@@ -21,12 +24,12 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from autoenc.codec.container import ContainerReader, CorruptStreamError
+from autoenc.codec.container import ChunkEntry, ContainerReader, CorruptStreamError
 from autoenc.tiling import TileGrid
 
 _U32 = struct.Struct("<I")
 _RC = struct.Struct("<III")
-MAX_SCENE_SIDE = 1 << 20
+MAX_STAT_BYTES = 1 << 16
 
 
 class PayloadError(ValueError):
@@ -70,74 +73,125 @@ def pack_mask(row: int, col: int, valid: NDArray[np.bool_], raw: NDArray[Any]) -
     return _RC.pack(row, col, len(mask_z)) + mask_z + invalid_z
 
 
+def inflate(data: bytes, size: int, what: str) -> bytes:
+    """zlib-decompress ``data`` that must inflate to exactly ``size`` bytes, in bounded memory.
+
+    The one inflate of the format: never more than ``size + 1`` bytes are produced, so a zlib
+    bomb costs nothing.
+
+    Raises:
+        PayloadError: not zlib, inflates to another size, truncated, or trailing bytes.
+    """
+    d = zlib.decompressobj()
+    try:
+        out = d.decompress(data, size + 1)  # max_length >= 1 (0 would mean "unbounded")
+    except zlib.error as e:
+        raise PayloadError(f"{what}: bad zlib stream: {e}") from None
+    if len(out) > size:
+        raise PayloadError(f"{what} inflates to more than the {size} bytes expected")
+    if not d.eof and len(out) == size:
+        raise PayloadError(f"{what}: zlib stream does not end after the {size} bytes expected")
+    if not d.eof:
+        raise PayloadError(f"{what}: truncated zlib stream ({len(out)} of {size} bytes)")
+    if len(out) != size:
+        raise PayloadError(f"{what} holds {len(out)} bytes, {size} expected")
+    if d.unused_data:
+        raise PayloadError(f"{what}: {len(d.unused_data)} bytes after the zlib stream")
+    return out
+
+
+def mask_position(data: bytes) -> tuple[int, int]:
+    """(row, col) of a MASK payload.
+
+    Raises:
+        PayloadError: shorter than its fixed fields.
+    """
+    if len(data) < _RC.size:
+        raise PayloadError(f"mask payload of {len(data)} bytes is truncated")
+    row, col, _ = _RC.unpack_from(data, 0)
+    return int(row), int(col)
+
+
 def unpack_mask(
     data: bytes, shape: tuple[int, int], dtype: np.dtype[Any]
 ) -> tuple[int, int, NDArray[np.bool_], NDArray[Any]]:
-    """Inverse of :func:`pack_mask` for a tile of ``shape`` and the input ``dtype``."""
-    try:
-        row, col, n = _RC.unpack_from(data, 0)
-        if 12 + n > len(data):
-            raise PayloadError(f"mask length {n} runs past the payload")
-        count = shape[0] * shape[1]
-        bits = zlib.decompress(data[12 : 12 + n], bufsize=count // 8 + 1)
-        if len(bits) != (count + 7) // 8:
-            raise PayloadError(f"mask holds {len(bits)} bytes, tile needs {(count + 7) // 8}")
-        valid = np.unpackbits(np.frombuffer(bits, np.uint8), count=count).astype(bool)
-        invalid = int(count - valid.sum())
-        raw = zlib.decompress(data[12 + n :], bufsize=invalid * dtype.itemsize + 1)
-        if len(raw) != invalid * dtype.itemsize:
-            raise PayloadError(f"{len(raw)} bytes of invalid values for {invalid} pixels")
-    except (struct.error, zlib.error) as e:
-        raise PayloadError(f"bad mask payload: {e}") from None
+    """Inverse of :func:`pack_mask` for a tile of ``shape`` and the input ``dtype``.
+
+    Memory is bounded by the tile's size, whatever the payload claims.
+
+    Raises:
+        PayloadError: any inconsistency (lengths, sizes, zlib streams).
+    """
+    row, col = mask_position(data)
+    (n,) = _U32.unpack_from(data, 8)
+    if 12 + n > len(data):
+        raise PayloadError(f"mask length {n} runs past the payload")
+    count = shape[0] * shape[1]
+    bits = inflate(data[12 : 12 + n], (count + 7) // 8, f"mask of tile ({row}, {col})")
+    valid = np.unpackbits(np.frombuffer(bits, np.uint8), count=count).astype(bool)
+    invalid = int(count - valid.sum())
+    raw = inflate(data[12 + n :], invalid * dtype.itemsize,
+                  f"invalid values of tile ({row}, {col})")  # fmt: skip
     return row, col, valid.reshape(shape), np.frombuffer(raw, dtype=dtype)
 
 
-def _need(cond: bool, what: str) -> None:
-    if not cond:
-        raise PayloadError(f"header field {what} is missing or invalid")
+def core_shape(grid: TileGrid, row: int, col: int) -> tuple[int, int]:
+    """(h, w) of a tile's core inside the scene: the shape of its MASK."""
+    core = grid.core(row, col)
+    return min(core.h, grid.height - core.y), min(core.w, grid.width - core.x)
 
 
-def _int(d: dict[str, Any], key: str, lo: int, hi: int) -> int:
-    v = d.get(key)
-    _need(isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi, key)
-    return int(v)  # type: ignore[arg-type]
+def index_masks(
+    reader: ContainerReader, entries: list[ChunkEntry], grid: TileGrid, dtype: np.dtype[Any],
+    path: str,
+) -> dict[tuple[int, int], ChunkEntry]:  # fmt: skip
+    """Check every MASK (position, sizes, zlib streams) before decoding; index them by tile.
 
-
-def check_header(h: dict[str, Any], path: str) -> None:
-    """Validate a scene header before any of it is trusted.
+    A crafted scene size or tiling shows here: the masks were made for other tile shapes.
 
     Raises:
-        CorruptStreamError: a missing or out-of-range field (named).
+        CorruptStreamError: a mask that does not parse or does not fit its tile, or masks that
+            do not cover every tile exactly once.
     """
+    rows, cols = grid.shape
+    masks: dict[tuple[int, int], ChunkEntry] = {}
+    for e in entries:
+        data = reader.read_chunk(e)
+        try:
+            r, c = mask_position(data)
+            if not (0 <= r < rows and 0 <= c < cols) or (r, c) in masks:
+                raise PayloadError(f"MASK of tile ({r}, {c}) is outside the grid or repeated")
+            unpack_mask(data, core_shape(grid, r, c), dtype)
+        except PayloadError as err:
+            raise CorruptStreamError(path, e.offset, str(err)) from None
+        masks[(r, c)] = e
+    if len(masks) != rows * cols:
+        raise CorruptStreamError(path, 0, "MASK chunks do not cover every tile once")
+    return masks
+
+
+def check_stat(reader: ContainerReader, entry: ChunkEntry, grid: TileGrid, path: str) -> None:
+    """The STAT chunk: small strict JSON whose scene size is the header's.
+
+    Raises:
+        CorruptStreamError: too long, not JSON, or another scene size.
+    """
+    if entry.length > MAX_STAT_BYTES:
+        raise CorruptStreamError(path, entry.offset, f"STAT of {entry.length} bytes is too long")
     try:
-        _need(h.get("kind") == "autoenc-scene", "kind")
-        scene, tiling = h.get("scene"), h.get("tiling")
-        _need(isinstance(scene, dict) and isinstance(tiling, dict), "scene/tiling")
-        assert isinstance(scene, dict) and isinstance(tiling, dict)
-        _int(scene, "height", 1, MAX_SCENE_SIDE)
-        _int(scene, "width", 1, MAX_SCENE_SIDE)
-        f = _int(tiling, "factor", 1, 1024)
-        tile = _int(tiling, "tile", f, MAX_SCENE_SIDE)
-        _need(tile % f == 0, "tiling.tile")
-        halo = _int(tiling, "halo", 0, MAX_SCENE_SIDE)
-        _need(halo % f == 0, "tiling.halo")
-        _int(tiling, "latent_halo", 0, MAX_SCENE_SIDE)
-        model, pre, inp = h.get("model"), h.get("preprocessing"), h.get("input")
-        _need(isinstance(model, dict) and isinstance(model.get("weights_sha256"), str), "model")
-        _need(isinstance(pre, dict) and isinstance(pre.get("normalisation"), dict), "preprocessing")
-        _need(
-            isinstance(inp, dict) and inp.get("kind") in ("amplitude", "intensity", "db"), "input"
+        stat = json.loads(reader.read_chunk(entry).decode("utf-8"),
+                          parse_constant=_no_constant)  # fmt: skip
+    except (ValueError, RecursionError) as e:
+        raise CorruptStreamError(path, entry.offset, f"STAT is not strict JSON: {e}") from None
+    size = (stat.get("height"), stat.get("width")) if isinstance(stat, dict) else None
+    if size != (grid.height, grid.width):
+        raise CorruptStreamError(
+            path, entry.offset, f"STAT says {size}, the header {grid.height}x{grid.width}"
         )
-        assert isinstance(inp, dict) and isinstance(pre, dict)
-        _need(str(inp.get("dtype")) in ("uint8", "uint16", "int16", "int32", "uint32",
-                                          "float32", "float64"), "input.dtype")  # fmt: skip
-        norm = pre["normalisation"]
-        for k in ("vmin_db", "vmax_db", "noise_floor_db"):
-            _need(isinstance(norm.get(k), (int, float)), f"normalisation.{k}")
-        _need(norm["vmin_db"] < norm["vmax_db"], "normalisation window")
-        _need(isinstance(h.get("geo"), dict), "geo")
-    except PayloadError as e:
-        raise CorruptStreamError(path, 0, str(e)) from None
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"non-finite number {name}")
 
 
 def check_layout(reader: ContainerReader, grid: TileGrid, path: str) -> dict[str, list[Any]]:

@@ -225,7 +225,11 @@ def export_main(argv: list[str] | None = None) -> int:
     p.add_argument("--model-arg", action="append", default=[], metavar="KEY=JSON",
                    help="set a decode-time model argument (despeckle, speckle_product) in the "
                    "export; weights and files are unchanged. Repeatable.")  # fmt: skip
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing export of this name (atomically, once the new "
+                   "files are complete)")  # fmt: skip
     args = p.parse_args(argv)
+    from autoenc.atomic import check_output
     from autoenc.codec.model_io import ModelError, export_safetensors, load_codec
     from autoenc.pretrained import FOLDER
 
@@ -234,6 +238,8 @@ def export_main(argv: list[str] | None = None) -> int:
     # measured from a staging copy; weights, card and README change only once all succeeded
     staging = out_dir / f".{args.name}.staging.safetensors"
     try:
+        for suffix in (".safetensors", ".json", ".md"):  # refused before any work
+            check_output(out_dir / f"{args.name}{suffix}", args.overwrite)
         out_dir.mkdir(parents=True, exist_ok=True)
         codec = with_decode_args(load_codec(args.ckpt), args.model_arg)
         export_safetensors(codec, staging)
@@ -264,7 +270,7 @@ def export_main(argv: list[str] | None = None) -> int:
             from autoenc.evaluation.compare import replace_block
 
             replace_block(args.readme, readme_block(card), README_BEGIN, README_END)
-    except (ModelError, FileNotFoundError, ValueError) as e:
+    except (ModelError, OSError, ValueError) as e:
         if os.environ.get("AUTOENC_DEBUG"):
             raise
         log.error("autoenc export: %s", e)

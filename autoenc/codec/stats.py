@@ -1,0 +1,28 @@
+# Copyright (c) autoenc developers.
+# Licensed under the MIT License.
+"""What one ``compress`` or ``decompress`` of a scene did (returned by the pipeline)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class CodecStats:
+    """What one compress or decompress did."""
+
+    source: str
+    output: str
+    height: int
+    width: int
+    file_bytes: int
+    bpp: float
+    seconds: float
+    clipped_low: int = 0
+    clipped_high: int = 0
+    invalid: int = 0
+
+    @property
+    def mpix_per_s(self) -> float:
+        """Scene megapixels per second."""
+        return self.height * self.width / 1e6 / max(self.seconds, 1e-9)
