@@ -138,6 +138,7 @@ def main(args: Sequence[str] | None = None) -> int:
         return 2
     from jsonargparse import ArgumentError
 
+    from autoenc.callbacks.guard import NonFiniteError
     from autoenc.models import list_models
     from autoenc.task import NonFiniteLossError
 
@@ -150,7 +151,15 @@ def main(args: Sequence[str] | None = None) -> int:
             message += f"\nvalid model variants (model.model.class_path): {variants}"
         sys.stderr.write(f"autoenc: error: {message}\n")
         return 2
-    except (FileNotFoundError, FileExistsError, ValueError, NonFiniteLossError) as exc:
+    # ValueError includes autoenc.checkpoint_io.CheckpointError: a missing, corrupt or foreign
+    # --ckpt_path, nothing to resume, or a refusal to save non-finite weights.
+    except (
+        FileNotFoundError,
+        FileExistsError,
+        ValueError,
+        NonFiniteLossError,
+        NonFiniteError,
+    ) as exc:
         if os.environ.get("AUTOENC_DEBUG"):
             raise
         sys.stderr.write(f"autoenc: error: {exc}\n")

@@ -18,12 +18,13 @@ from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
-from lightning.pytorch import LightningModule
+from lightning.pytorch import Callback, LightningModule
 from lightning.pytorch.utilities.types import OptimizerLRSchedulerConfig
 from torch import Tensor, nn
 from torchmetrics.functional.image import structural_similarity_index_measure
 from typing_extensions import override
 
+from autoenc.checkpoint_io import check_state_fits
 from autoenc.entropy import bits
 from autoenc.models import AutoencoderBase, get_model_class
 
@@ -197,6 +198,7 @@ class CompressionTask(LightningModule):
             self.model.compile()  # nn.Module.compile: in place, state_dict keys unchanged
         self.nonfinite_consecutive = 0
         self.nonfinite_total = 0
+        self.finite_steps = 0  # training steps with a finite loss (NonFiniteGuard reads it)
         self.lmbda = lmbda
         self.aux_lr = aux_lr
         self.preprocessing: dict[str, Any] | None = None
@@ -252,6 +254,7 @@ class CompressionTask(LightningModule):
                 )
             return None  # skipped, but counted and logged above
         self.nonfinite_consecutive = 0
+        self.finite_steps += 1
         n = x.shape[0]
         self.log("train/loss", loss, prog_bar=True, batch_size=n)
         self.log("train/mse", mse, batch_size=n)
@@ -260,6 +263,12 @@ class CompressionTask(LightningModule):
         self.log("train/bpp", bpp, prog_bar=True, batch_size=n)
         self.log("train/aux_loss", aux, batch_size=n)
         return loss
+
+    @override
+    def configure_callbacks(self) -> list[Callback]:
+        from autoenc.callbacks.guard import NonFiniteGuard  # autoenc.callbacks imports this module
+
+        return [NonFiniteGuard()]
 
     @override
     def on_fit_start(self) -> None:
@@ -272,6 +281,7 @@ class CompressionTask(LightningModule):
         checkpoint["autoenc_nonfinite"] = {
             "consecutive": self.nonfinite_consecutive,
             "total": self.nonfinite_total,
+            "finite": self.finite_steps,
         }
         # Coding tables travel in the checkpoint: encoder and decoder must use identical ones.
         self.model.update(force=True)
@@ -287,12 +297,24 @@ class CompressionTask(LightningModule):
         counts = checkpoint.get("autoenc_nonfinite", {})
         self.nonfinite_consecutive = int(counts.get("consecutive", 0))
         self.nonfinite_total = int(counts.get("total", 0))
+        # Older checkpoints lack the count: their optimizer steps were finite ones.
+        self.finite_steps = int(counts.get("finite", checkpoint.get("global_step", 0)))
         self.preprocessing = checkpoint.get("autoenc_preprocessing")
         # Table buffers are empty in a fresh module: size them to the saved ones before loading.
         own = dict(self.named_buffers())
         for name, saved in checkpoint.get("state_dict", {}).items():
             if name in own and own[name].shape != saved.shape:
                 own[name].resize_(saved.shape)
+        if "state_dict" in checkpoint:  # a one-line error instead of load_state_dict's traceback
+            trainer = self._trainer_or_none()
+            path = trainer.ckpt_path if trainer is not None else None
+            check_state_fits(self.state_dict(), checkpoint["state_dict"], path)
+
+    def _trainer_or_none(self) -> Any:
+        try:
+            return self.trainer
+        except RuntimeError:  # load_from_checkpoint: no Trainer attached
+            return None
 
     def _eval_step(self, batch: dict[str, Any], stage: str) -> dict[str, Tensor]:
         x = batch["image"]

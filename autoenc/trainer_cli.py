@@ -12,39 +12,91 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.plugins.io import CheckpointIO
 from typing_extensions import override
+
+from autoenc.callbacks.checkpoint import RunCheckpoint
+from autoenc.checkpoint_io import (
+    AtomicCheckpointIO,
+    CheckpointError,
+    check_training_checkpoint,
+    read_checkpoint,
+)
 
 TRAINER_COMMANDS = ("fit", "validate", "test", "predict")
 RUN_CONFIG = "config.yaml"  # written by LightningCLI's SaveConfigCallback into the run folder
+#: ``--ckpt_path`` values Lightning resolves itself; anything else must be an existing file.
+SPECIAL_CKPT = ("last", "best", "hpc")
 
 log = logging.getLogger(__name__)
 
 
 class AutoencCLI(LightningCLI):
-    """LightningCLI with a first-class ModelCheckpoint (fixed ``dirpath``) and run protection."""
+    """LightningCLI with a first-class ModelCheckpoint (fixed ``dirpath``) and run protection.
+
+    Every Trainer it builds writes and reads checkpoints through
+    :class:`~autoenc.checkpoint_io.AtomicCheckpointIO` (atomic writes beside the target,
+    weights-only reads, also for the resume), and every ``--ckpt_path`` is checked before
+    Lightning sees it: a missing, corrupt or foreign file, or ``last`` with nothing to resume,
+    is a one-line :class:`~autoenc.checkpoint_io.CheckpointError`.
+    """
 
     @override
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         # A top-level checkpoint callback, so configs can give it a fixed dirpath inside the run
-        # folder: without one, `--ckpt_path last` looks in a new version folder and silently
-        # trains from scratch.
-        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        # folder: without one, `--ckpt_path last` would look in a new version folder (and now
+        # refuses, as it does whenever there is nothing to resume, unless --allow-fresh).
+        parser.add_lightning_class_args(RunCheckpoint, "checkpoint")
         parser.set_defaults({"checkpoint.save_last": True})
+        parser.add_argument(
+            "--allow-fresh",
+            action="store_true",
+            help="fit only: with --ckpt_path last, start from scratch when the checkpoint folder "
+            "holds no last.ckpt yet (without it that is an error; other commands ignore it in "
+            "a config file and refuse it on the command line)",
+        )
+
+    @override
+    def instantiate_trainer(self, **kwargs: Any) -> Trainer:
+        plugins = self.config_init[str(self.subcommand)].trainer.get("plugins") or []
+        plugins = list(plugins) if isinstance(plugins, list | tuple) else [plugins]
+        own = [p for p in plugins if isinstance(p, CheckpointIO)]
+        if any(not isinstance(p, AtomicCheckpointIO) for p in own):
+            raise ValueError(
+                "trainer.plugins holds a CheckpointIO; autoenc installs its own "
+                "(autoenc.checkpoint_io.AtomicCheckpointIO: atomic writes, weights-only reads)"
+            )
+        if not own:
+            plugins.append(AtomicCheckpointIO())
+        return super().instantiate_trainer(**{**kwargs, "plugins": plugins})
 
     @override
     def before_instantiate_classes(self) -> None:
-        if self.subcommand is not None:
-            _cpu_precision(self.config[self.subcommand].trainer)
+        if self.subcommand is None:
+            return
+        cfg = self.config[self.subcommand]
+        _cpu_precision(cfg.trainer)
+        if cfg.get("weights_only") is False:
+            raise ValueError(
+                "--weights_only false is not supported: autoenc loads every checkpoint as "
+                "weights only (autoenc.checkpoint_io.read_checkpoint), so it can run no code"
+            )
+        if cfg.ckpt_path == "last":
+            fresh_ok = self.subcommand == "fit" and bool(cfg.get("allow_fresh"))
+            cfg.ckpt_path = _resolve_last(cfg.checkpoint.dirpath, fresh_ok=fresh_ok)
+        if cfg.ckpt_path is not None and cfg.ckpt_path not in SPECIAL_CKPT:
+            check_ckpt_arg(str(cfg.ckpt_path), resume=self.subcommand == "fit")
         if self.subcommand != "fit":
             return
-        cfg = self.config["fit"]
         dirpath = cfg.checkpoint.dirpath
         if cfg.ckpt_path is None and dirpath and (Path(dirpath) / "last.ckpt").exists():
             raise FileExistsError(
@@ -113,6 +165,54 @@ def _cpu_precision(trainer: Any) -> None:
     trainer.precision = "32-true"
 
 
+def _resolve_last(dirpath: str | None, *, fresh_ok: bool) -> str | None:
+    """The checkpoint ``--ckpt_path last`` resumes (the newest ``last*.ckpt``, as Lightning picks).
+
+    Returns ``None`` (train from scratch) only with ``fresh_ok`` when there is none.
+
+    Raises:
+        CheckpointError: nothing to resume and not ``fresh_ok``.
+    """
+    folder = Path(dirpath) if dirpath else None
+    pattern = re.compile(rf"^{ModelCheckpoint.CHECKPOINT_NAME_LAST}(-(\d+))?$")
+    found = (
+        [p for p in folder.glob("*.ckpt") if pattern.match(p.stem) and p.is_file()]
+        if folder is not None and folder.is_dir()
+        else []
+    )
+    if found:
+        return str(max(found, key=lambda p: p.stat().st_mtime))
+    if fresh_ok:
+        log.warning("--ckpt_path last: nothing to resume in %s; training from scratch", dirpath)
+        return None
+    where = f"{folder} holds no last.ckpt" if folder else "no checkpoint.dirpath is configured"
+    raise CheckpointError(
+        f"--ckpt_path last: nothing to resume ({where}); check --checkpoint.dirpath, or pass "
+        "--allow-fresh to start a new run there"
+    )
+
+
+def check_ckpt_arg(path: str, *, resume: bool) -> None:
+    """Refuse a ``--ckpt_path`` file that is missing, unreadable or no autoenc checkpoint.
+
+    Raises:
+        CheckpointError: one line naming the file.
+    """
+    if not Path(path).is_file():
+        raise CheckpointError(f"--ckpt_path: checkpoint file {path} does not exist")
+    check_training_checkpoint(read_checkpoint(path), path, resume=resume)
+
+
+def _ckpt_arg(argv: list[str]) -> str | None:
+    """The value of ``--ckpt_path`` on the command line (``None`` when absent)."""
+    for i, a in enumerate(argv):
+        if a.startswith("--ckpt_path="):
+            return a.split("=", 1)[1]
+        if a == "--ckpt_path":
+            return argv[i + 1] if i + 1 < len(argv) else ""
+    return None
+
+
 def _run_config_for(ckpt_path: str) -> Path | None:
     """Find the ``config.yaml`` of a checkpoint's run (``<run>/checkpoints/x.ckpt``)."""
     ckpt = Path(ckpt_path)
@@ -124,17 +224,20 @@ def _run_config_for(ckpt_path: str) -> Path | None:
 
 def _with_run_config(argv: list[str]) -> list[str]:
     """Let ``fit --ckpt_path FILE`` without ``--config`` recover the run's full configuration."""
-    if not argv or argv[0] not in TRAINER_COMMANDS or "--config" in argv or "-c" in argv:
+    if not argv or argv[0] not in TRAINER_COMMANDS:
         return argv
-    ckpt = next(
-        (
-            a.split("=", 1)[1] if "=" in a else (argv[i + 1] if i + 1 < len(argv) else "")
-            for i, a in enumerate(argv)
-            if a == "--ckpt_path" or a.startswith("--ckpt_path=")
-        ),
-        None,
-    )
-    if not ckpt or not Path(ckpt).is_file():
+    if argv[0] != "fit" and "--allow-fresh" in argv:  # (a run's config.yaml may carry it: ignored)
+        raise ValueError(f"--allow-fresh is a fit option; {argv[0]} does not take it")
+    ckpt = _ckpt_arg(argv)
+    if ckpt == "last" and "--config" not in argv and "-c" not in argv:
+        raise CheckpointError(
+            "--ckpt_path last needs --config (its checkpoint.dirpath says where last.ckpt is); "
+            "or pass the file: --ckpt_path <run>/checkpoints/last.ckpt"
+        )
+    if ckpt is not None and ckpt not in SPECIAL_CKPT and ckpt.lower() not in ("null", "none"):
+        # Before LightningCLI reads the file's hyper-parameters (a traceback on a bad file).
+        check_ckpt_arg(ckpt, resume=argv[0] == "fit")
+    if "--config" in argv or "-c" in argv or not ckpt or not Path(ckpt).is_file():
         return argv
     config = _run_config_for(ckpt)
     if config is None:

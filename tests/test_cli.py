@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from fit_args import tiny
 
 from autoenc.cli import main, run_trainer
 from autoenc.task import CompressionTask, NonFiniteLossError
@@ -23,22 +24,6 @@ EXPERIMENTS = sorted(
     for p in CONFIGS.glob("*.yaml")
     if not p.stem.endswith("demo") and not p.stem.startswith("codec")
 )
-
-
-def tiny(root: Path, steps: int = 2) -> list[str]:
-    """Overrides that shrink any experiment to seconds on the tiny dataset."""
-    return [
-        f"--data.root={root}",
-        "--data.batch_size=4",
-        "--data.num_workers=0",
-        "--data.crop_size=null",
-        f"--trainer.max_steps={steps}",
-        "--trainer.limit_val_batches=1",
-        "--trainer.accelerator=cpu",
-        "--trainer.enable_progress_bar=false",
-        "--trainer.enable_model_summary=false",
-        "--model.model.init_args.base_channels=4",
-    ]
 
 
 def config_args(name: str, *overlays: str) -> list[str]:

@@ -31,6 +31,7 @@ def comparison_strip(x: Tensor, x_hat: Tensor) -> Tensor:
     Returns:
         (1, N*H, 3*W) image; the difference is stretched ×4 so small errors are visible.
     """
+    x_hat = torch.nan_to_num(x_hat, nan=0.0)  # a diverged model: show black, not a cast warning
     diff = ((x_hat - x).abs() * 4.0).clamp(0.0, 1.0)
     rows = torch.cat([x, x_hat.clamp(0.0, 1.0), diff], dim=-1)  # (N, 1, H, 3W)
     return torch.cat(list(rows), dim=-2)  # (1, N*H, 3W)
@@ -40,7 +41,9 @@ class TensorBoardVisuals(Callback):
     """Fixed validation patches, latent histograms and final hparams in TensorBoard.
 
     Every validation epoch shows the same patches as original | reconstruction | difference and
-    a histogram of their latents; at fit end, the hparams are logged with the final metrics.
+    a histogram of their finite latents (none when all are NaN/Inf: the run is then stopped by
+    :class:`~autoenc.callbacks.guard.NonFiniteGuard`); at fit end, the hparams are logged with
+    the final metrics.
     """
 
     def __init__(self, num_images: int = 4, final_metrics: tuple[str, ...] = ("val/psnr",)) -> None:
@@ -69,7 +72,10 @@ class TensorBoardVisuals(Callback):
             out = pl_module(x)
         step = trainer.global_step
         experiment.add_image("val/reconstructions", comparison_strip(x, out["x_hat"]).float(), step)
-        experiment.add_histogram("latent/y", out["y"].float().flatten().cpu(), step)
+        y = out["y"].float().flatten().cpu()
+        y = y[torch.isfinite(y)]  # a diverged model's NaN latents: NonFiniteGuard reports those
+        if y.numel():
+            experiment.add_histogram("latent/y", y, step)
 
     @override
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:

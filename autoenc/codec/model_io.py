@@ -2,8 +2,9 @@
 # Licensed under the MIT License.
 """Load a trained codec safely (a Lightning checkpoint or a safetensors export), fingerprint it.
 
-Checkpoints are read with ``torch.load(weights_only=True)``: a file from elsewhere can hold
-only tensors and plain containers, never code to run. A ``.safetensors`` export (what autoenc
+Checkpoints are read with :func:`autoenc.checkpoint_io.read_checkpoint` (``weights_only=True``,
+enforced even under ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD``): a file from elsewhere can hold only
+tensors and plain containers, never code to run. A ``.safetensors`` export (what autoenc
 ships, :func:`export_safetensors`) holds raw tensors plus JSON metadata and involves no pickle
 at all. Either way the model is rebuilt from its ``{"class_path", "init_args"}`` spec,
 restricted to autoenc's own variants, and its weights are hashed (:func:`weights_sha256`), the
@@ -21,6 +22,7 @@ from typing import Any
 
 import torch
 
+from autoenc.checkpoint_io import CheckpointError, read_checkpoint
 from autoenc.models import AutoencoderBase
 from autoenc.task import build_model
 
@@ -110,17 +112,14 @@ EXPORT_FORMAT = "autoenc-codec/1"
 
 
 def _read_checkpoint(path: Path) -> tuple[Any, dict[str, torch.Tensor], Any]:
-    """(model spec, model state, preprocessing) of a Lightning checkpoint, weights only."""
+    """(model spec, model state, preprocessing) of a Lightning checkpoint, weights only.
+
+    Read by :func:`autoenc.checkpoint_io.read_checkpoint`, the loader the trainer uses too.
+    """
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # weights_only refusal (an UnpicklingError), truncation, I/O: all mean
-        # "this file cannot serve as a model"; catching broadly keeps autoenc free of pickle.
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ModelError(
-            f"refusing checkpoint {path}: it cannot be loaded as weights only ({first})"
-        ) from None
-    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
-        raise ModelError(f"{path} is not a Lightning checkpoint (no state_dict)")
+        ckpt = read_checkpoint(path)
+    except CheckpointError as e:  # unsafe, truncated, unreadable or no state_dict
+        raise ModelError(str(e)) from None
     spec = (ckpt.get("hyper_parameters") or {}).get("model")
     state = {k[6:]: v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
     return spec, state, ckpt.get("autoenc_preprocessing")
