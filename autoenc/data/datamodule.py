@@ -103,6 +103,12 @@ class PatchDataModule(LightningDataModule):
         self.manifest = read_manifest(self.root)
         validate_shards(self.root, self.manifest, check_hash=self.verify_checksums)
         scenes = self.manifest["scenes"]
+        patch = int(self.manifest["patch_size"])
+        if self.crop_size is not None and self.crop_size > patch:
+            raise ValueError(
+                f"crop_size={self.crop_size} exceeds the patch size {patch} of dataset "
+                f"{str(self.root)!r}"
+            )
         by_split: dict[str, list[dict[str, Any]]] = {"train": [], "val": [], "test": []}
         for shard in self.manifest["shards"]:
             split = scenes[shard["scene_id"]]["split"]
@@ -125,7 +131,12 @@ class PatchDataModule(LightningDataModule):
     def _loader(self, split: str, shuffle: bool) -> DataLoader[dict[str, Any]]:
         dataset = self.datasets[split]
         if len(dataset) == 0:
-            raise ValueError(f"split {split!r} of {str(self.root)!r} has no patches")
+            ids = sorted(s for s, v in self.manifest["scenes"].items() if v["split"] == split)
+            held = f"its scene(s) {', '.join(ids[:5])} yield none" if ids else "no scene in it"
+            raise ValueError(
+                f"split {split!r} of dataset {str(self.root)!r} has no patches ({held}), and "
+                "this stage needs them: prepare more or larger scenes, or a smaller --patch-size"
+            )
         pin = self.pin_memory
         if pin is None:
             if self.trainer is not None:

@@ -21,6 +21,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from autoenc.atomic import fsync_dir
+
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
@@ -40,20 +42,7 @@ _SHARD_KEYS: tuple[str, ...] = ("file", "scene_id", "num_patches", "shape", "nby
 _CHUNK = 1 << 20
 
 
-def _fsync_dir(d: Path) -> None:
-    try:
-        fd = os.open(d, os.O_RDONLY)
-    except OSError:  # pragma: no cover - platforms without directory fds
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover
-        pass
-    finally:
-        os.close(fd)
-
-
-def _atomic_write(path: Path, write: Any) -> None:
+def atomic_write(path: Path, write: Any) -> None:
     """Write via ``write(fileobj)`` into a temp file next to ``path``, then rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -67,7 +56,7 @@ def _atomic_write(path: Path, write: Any) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 def file_sha256(path: Path) -> str:
@@ -82,7 +71,7 @@ def file_sha256(path: Path) -> str:
 def write_npy(path: Path, array: NDArray[Any]) -> Path:
     """Atomically save any array as ``.npy`` (no pickle), e.g. latents next to a shard."""
     a = np.ascontiguousarray(array)
-    _atomic_write(path, lambda f: np.lib.format.write_array(f, a, allow_pickle=False))
+    atomic_write(path, lambda f: np.lib.format.write_array(f, a, allow_pickle=False))
     return path
 
 
@@ -110,7 +99,7 @@ def write_manifest(root: Path, manifest: dict[str, Any]) -> Path:
     """Atomically write ``manifest.json``; call it after every shard is on disk."""
     path = Path(root) / MANIFEST_NAME
     text = json.dumps(manifest, indent=2, sort_keys=False) + "\n"
-    _atomic_write(path, lambda f: f.write(text.encode("utf-8")))
+    atomic_write(path, lambda f: f.write(text.encode("utf-8")))
     return path
 
 

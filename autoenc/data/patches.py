@@ -80,9 +80,12 @@ class PatchDataset(Dataset[dict[str, Any]]):
         self.starts = self.ends - counts
         self.crop_size = crop_size
         self.augment = augment
-        patch = int(self.shards[0]["shape"][-1]) if self.shards else 0
-        if crop_size is not None and not 0 < crop_size <= patch:
-            raise ValueError(f"crop_size={crop_size} must be in 1..{patch} (the patch size)")
+        if crop_size is not None and crop_size <= 0:
+            raise ValueError(f"crop_size={crop_size} must be positive")
+        if crop_size is not None and self.shards:  # no shards: empty, and len() says so
+            patch = int(self.shards[0]["shape"][-1])
+            if crop_size > patch:
+                raise ValueError(f"crop_size={crop_size} must be in 1..{patch} (the patch size)")
         self._cache: dict[int, np.ndarray] = {}
 
     def __len__(self) -> int:

@@ -7,17 +7,18 @@ Two streaming passes: :mod:`autoenc.data.scan` histograms every scene, the scene
 picks the training scenes, their summed histograms fix the dB window, and
 :mod:`autoenc.data.patchify` writes the shards. State under ``OUT/.prepare`` (per-scene scan
 results and scene records, each written atomically) lets a re-run skip finished work; the
-manifest is removed before the first shard of an earlier run is changed and written last, so an
-interrupted run never reads as a dataset, while a run that fails before changing anything leaves
-an earlier dataset intact.
+manifest is removed (durably) before anything of an earlier run is changed and written last, so
+an interrupted run never reads as a dataset, while a run that fails before changing anything
+(``--no-resume`` included: it clears the earlier dataset only once pass 1 and the window checks
+have passed) leaves an earlier dataset intact. :mod:`autoenc.data.prepare_folder` locks the
+folder and removes dead runs' temp files; :mod:`autoenc.data.prepare_checks` refuses what would
+otherwise end as exit 0 with a useless dataset.
 """
 
 from __future__ import annotations
 
-import io
 import json
 import logging
-import shutil
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -27,15 +28,17 @@ import numpy as np
 
 from autoenc.data.dataset_format import (
     FORMAT_VERSION,
-    MANIFEST_NAME,
     SPLITS,
     STORAGE_DTYPE,
     VALUE_ENCODING,
-    _atomic_write,
+    atomic_write,
     split_scenes,
     write_manifest,
 )
 from autoenc.data.patchify import REJECTIONS, PatchFilter, SceneOutput, patch_scene
+from autoenc.data.prepare_checks import check_patches, check_window, too_small
+from autoenc.data.prepare_folder import STATE_DIR as STATE_DIR  # re-exported
+from autoenc.data.prepare_folder import PrepareFolder
 from autoenc.data.radiometry import INPUT_KINDS, BlockConverter
 from autoenc.data.sar import DEFAULT_NOISE_FLOOR_DB, Normalisation
 from autoenc.data.scan import ScanResult, choose_window, clip_fractions, scan_scene
@@ -44,7 +47,6 @@ from autoenc.data.split_file import read_split_file
 from autoenc.geotiff import SceneError, SceneReader, find_scenes
 
 log = logging.getLogger(__name__)
-STATE_DIR = ".prepare"
 STATE_VERSION = 1
 
 
@@ -112,6 +114,8 @@ class PrepareReport:
     skipped: int = 0
     bytes_written: int = 0
     manifest: Path | None = None
+    warnings: list[str] = field(default_factory=list)
+    stale_removed: int = 0  # temp files of dead runs removed at the start
 
 
 def _open(path: Path, cfg: PrepareConfig) -> tuple[SceneReader, BlockConverter, dict[str, Any]]:
@@ -125,30 +129,6 @@ def _scan_key(info: dict[str, Any], cfg: PrepareConfig) -> dict[str, Any]:
     return {"v": STATE_VERSION, **{k: info[k] for k in keys}, "floor": cfg.noise_floor_db}
 
 
-def _load_scan(path: Path, key: dict[str, Any]) -> ScanResult | None:
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            if json.loads(str(z["key"])) != key:
-                return None
-            counts = json.loads(str(z["counts"]))
-            return ScanResult(z["hist"], z["first"], z["last"], counts)
-    except (OSError, ValueError, KeyError):
-        return None
-
-
-def _save_scan(path: Path, key: dict[str, Any], scan: ScanResult) -> None:
-    buf = io.BytesIO()
-    np.savez(
-        buf,
-        hist=scan.hist,
-        first=scan.first,
-        last=scan.last,
-        key=np.array(json.dumps(key)),
-        counts=np.array(json.dumps(scan.counts)),
-    )
-    _atomic_write(path, lambda f: f.write(buf.getvalue()))
-
-
 def _scene_ids(paths: Sequence[Path]) -> dict[str, Path]:
     ids: dict[str, Path] = {}
     for p in paths:
@@ -157,20 +137,6 @@ def _scene_ids(paths: Sequence[Path]) -> dict[str, Path]:
             raise ValueError(f"two scenes share the id {sid!r}: {ids[sid]} and {p} (rename one)")
         ids[sid] = p
     return ids
-
-
-def _check_out(out: Path, resume: bool) -> None:
-    if out.exists() and not out.is_dir():
-        raise FileExistsError(f"output {out} exists and is not a directory")
-    if out.is_dir() and any(out.iterdir()) and not (out / STATE_DIR).is_dir():
-        raise FileExistsError(
-            f"output {out} is not empty and was not written by autoenc prepare; choose a new folder"
-        )
-    if not resume:
-        for sub in (STATE_DIR, "shards", "masks"):
-            shutil.rmtree(out / sub, ignore_errors=True)
-    (out / STATE_DIR / "scan").mkdir(parents=True, exist_ok=True)
-    (out / STATE_DIR / "scenes").mkdir(parents=True, exist_ok=True)
 
 
 def _fail(report: PrepareReport, cfg: PrepareConfig, path: Path, stage: str, e: Exception) -> None:
@@ -187,16 +153,8 @@ def _patch_key(
     return {**_scan_key(info, cfg), "window": list(window), **{k: getattr(cfg, k) for k in opts}}
 
 
-def _shards_intact(out: Path, record: dict[str, Any]) -> bool:
-    return all(
-        (out / s[f]).is_file() and (out / s[f]).stat().st_size == s[n]
-        for s in record["shards"]
-        for f, n in (("file", "nbytes"), ("mask_file", "mask_nbytes"))
-    )
-
-
 def _patch_one(
-    out: Path,
+    folder: PrepareFolder,
     sid: str,
     path: Path,
     cfg: PrepareConfig,
@@ -206,20 +164,23 @@ def _patch_one(
     report: PrepareReport,
 ) -> dict[str, Any]:
     """Pass 2 for one scene, or its record from an earlier run when nothing changed."""
+    out = folder.out
     rec_path = out / STATE_DIR / "scenes" / f"{sid}.json"
     reader, conv, info = _open(path, cfg)
     with reader:
         key = _patch_key(info, cfg, window)
         if cfg.resume and rec_path.is_file():
             rec = json.loads(rec_path.read_text())
-            if rec.get("key") == key and _shards_intact(out, rec["record"]):
+            if rec.get("key") == key and folder.shards_intact(rec["record"]):
                 report.skipped += 1
                 if progress is not None:
                     progress.scene("cached", sid, reader.height)
                     progress.advance(reader.height)
                 return dict(rec["record"])
-        # From the first change on, the folder is not a complete dataset until the new manifest.
-        (out / MANIFEST_NAME).unlink(missing_ok=True)
+        # From the first change on, the folder is not a complete dataset until the new manifest,
+        # and this scene's record (if any) no longer describes its shards.
+        folder.retract_manifest()
+        folder.drop_record(rec_path)
         for sub in ("shards", "masks"):  # stale shards of an older or interrupted run
             for f in (out / sub).glob(f"{sid}_[0-9][0-9][0-9].npy"):
                 f.unlink()
@@ -253,7 +214,7 @@ def _patch_one(
     }
     report.bytes_written += sum(s["nbytes"] + s["mask_nbytes"] for s in res.shards)
     text = json.dumps({"key": key, "record": record}, indent=1)
-    _atomic_write(rec_path, lambda f: f.write(text.encode()))
+    atomic_write(rec_path, lambda f: f.write(text.encode()))
     return record
 
 
@@ -268,24 +229,40 @@ def prepare(
 
     Raises:
         SceneError: an unreadable scene, with ``on_error="stop"`` (the message names it).
-        ValueError / FileExistsError: bad options, duplicate scene ids, an unusable output.
+        ValueError / FileExistsError: bad options, duplicate scene ids, an unusable or busy
+            output, an input kind the values cannot settle, an implausible dB window, or no
+            patches where training needs them (then the folder holds no manifest).
     """
     cfg = cfg or PrepareConfig()
     out = Path(out)
     paths = _scene_ids(find_scenes([Path(p) for p in inputs]))
     if cfg.split_file:  # fail on a bad split file now, not after a long first pass
         read_split_file(Path(cfg.split_file), paths)
-    _check_out(out, cfg.resume)
-    report = PrepareReport(out)
+    with PrepareFolder(out) as folder:
+        report = PrepareReport(out, stale_removed=len(folder.stale_removed))
+        return _run(folder, paths, cfg, progress, extra_source, report)
+
+
+def _scan_all(
+    folder: PrepareFolder,
+    paths: dict[str, Path],
+    cfg: PrepareConfig,
+    progress: Progress | None,
+    report: PrepareReport,
+) -> tuple[dict[str, ScanResult], dict[str, dict[str, Any]]]:
+    """Pass 1: histograms and borders of every scene (cached unless ``--no-resume``)."""
     scans: dict[str, ScanResult] = {}
     infos: dict[str, dict[str, Any]] = {}
-    for sid, path in paths.items():  # pass 1: histograms and borders of every scene
+    for sid, path in paths.items():
         try:
             reader, conv, info = _open(path, cfg)
             with reader:
+                small = too_small(sid, reader.height, reader.width, cfg.patch_size)
+                if small:
+                    log.warning("%s", small)
+                    report.warnings.append(small)
                 key = _scan_key(info, cfg)
-                cache = out / STATE_DIR / "scan" / f"{sid}.npz"
-                scan = _load_scan(cache, key) if cfg.resume else None
+                scan = folder.load_scan(sid, key) if cfg.resume else None
                 if scan is not None and progress is not None:
                     progress.scene("cached", sid, reader.height)
                     progress.advance(reader.height)
@@ -299,7 +276,7 @@ def prepare(
                         cfg.block_cols,
                         progress.advance if progress else None,
                     )
-                    _save_scan(cache, key, scan)
+                    folder.save_scan(sid, key, scan)
             scans[sid], infos[sid] = scan, info
         except (SceneError, ValueError, OSError) as e:
             _fail(report, cfg, path, "scan", e)
@@ -307,6 +284,19 @@ def prepare(
         raise SceneError(
             "no scene could be read: " + "; ".join(f["error"] for f in report.failures)
         )
+    return scans, infos
+
+
+def _run(
+    folder: PrepareFolder,
+    paths: dict[str, Path],
+    cfg: PrepareConfig,
+    progress: Progress | None,
+    extra_source: dict[str, Any] | None,
+    report: PrepareReport,
+) -> PrepareReport:
+    out = folder.out
+    scans, infos = _scan_all(folder, paths, cfg, progress, report)
     units = {i["units"] == "raw DN^2" for i in infos.values()}
     if len(units) > 1:
         raw = sorted(s for s, i in infos.items() if i["units"] == "raw DN^2")
@@ -325,6 +315,12 @@ def prepare(
     vmin, vmax, winfo = choose_window(
         [scans[s].hist for s in train], cfg.percentiles, cfg.db_window
     )
+    check_window(
+        np.sum([scans[s].hist for s in train], axis=0) if train else None,
+        vmin,
+        vmax,
+        {s: (infos[s]["input_kind"], infos[s]["input_kind_reason"]) for s in train},
+    )
     report.window = (vmin, vmax)
     for split in SPLITS:
         hist = np.sum([scans[s].hist for s in scans if splits[s] == split], axis=0)
@@ -332,10 +328,14 @@ def prepare(
             winfo[f"{split}_clip"] = clip_fractions(hist, vmin, vmax)
     winfo["train_scenes"] = sorted(train)
     report.window_info = winfo
+    if not cfg.resume:  # only now, with pass 1 and the window checks passed
+        folder.clear_dataset()
     shards: list[dict[str, Any]] = []
     for sid in scans:  # pass 2: patches
         try:
-            rec = _patch_one(out, sid, paths[sid], cfg, scans[sid], (vmin, vmax), progress, report)
+            rec = _patch_one(
+                folder, sid, paths[sid], cfg, scans[sid], (vmin, vmax), progress, report
+            )
         except (SceneError, ValueError, OSError) as e:
             _fail(report, cfg, paths[sid], "patches", e)
             continue
@@ -345,7 +345,15 @@ def prepare(
             "num_patches": rec["patches"]["accepted"],
             **rec,
         }
-    _remove_unlisted(out, shards)
+    _remove_unlisted(folder, shards)
+    try:
+        empty = check_patches(report.scenes, cfg.patch_size)
+    except ValueError:
+        folder.retract_manifest()  # no manifest: the folder never reads as this dataset
+        raise
+    for w in empty:
+        log.warning("%s", w)
+    report.warnings.extend(empty)
     rejected = {
         r: sum(s["patches"]["rejected"][r] for s in report.scenes.values()) for r in REJECTIONS
     }
@@ -363,6 +371,7 @@ def prepare(
         "split_method": report.split_method,
         "rejections": rejected,
         "failures": report.failures,
+        "warnings": report.warnings,
     }
     report.manifest = write_manifest(out, manifest)
     return report
@@ -375,11 +384,12 @@ def _options(cfg: PrepareConfig) -> dict[str, Any]:
     return d
 
 
-def _remove_unlisted(out: Path, shards: list[dict[str, Any]]) -> None:
-    """Delete shard/mask files of scenes no longer in the dataset."""
+def _remove_unlisted(folder: PrepareFolder, shards: list[dict[str, Any]]) -> None:
+    """Delete shard/mask files of scenes no longer in the dataset (manifest retracted first)."""
+    out = folder.out
     keep = {s["file"] for s in shards} | {s["mask_file"] for s in shards}
     for sub in ("shards", "masks"):
         for f in (out / sub).glob("*.npy") if (out / sub).is_dir() else ():
             if f"{sub}/{f.name}" not in keep:
-                (out / MANIFEST_NAME).unlink(missing_ok=True)
+                folder.retract_manifest()
                 f.unlink()

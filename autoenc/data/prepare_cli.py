@@ -24,7 +24,9 @@ examples:
   autoenc prepare scenes/ --out data/s1 --db-window -25,5 --split-file splits.csv
   autoenc fit --config configs/residual.yaml --data.root data/s1
 
-exit codes: 0 ok; 1 some scenes failed (with --on-error skip); 2 bad options or input.
+exit codes: 0 ok; 1 some scenes failed (with --on-error skip); 2 bad options or input:
+  among them a band --input-kind auto cannot settle, an implausible dB window, no patches for
+  training (the folder then holds no manifest), an output folder another prepare is writing.
 """
 
 
@@ -60,8 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--input-kind",
         choices=("auto", "amplitude", "intensity", "db"),
         default="auto",
-        help="what the band holds; auto: integer -> amplitude DN, float -> unit metadata, "
-        "else negative values -> dB, else linear intensity (default auto; the reason is recorded)",
+        help="what the band holds; auto: integer -> amplitude DN, float -> unit metadata, else "
+        "the sampled values: none or few small negatives -> linear intensity, mostly or large "
+        "negatives of a dB range -> dB, anything unclear is refused (default auto; the reason "
+        "is recorded)",
     )
     g.add_argument("--band", default=None, help="band index (1-based) or description, e.g. VV")
     g.add_argument(
@@ -214,6 +218,8 @@ def _summary(report: PrepareReport) -> None:
     )
     c.print(f"split: {report.split_method}")
     c.print(f"written {report.bytes_written / 1e6:.1f} MB; {report.skipped} scene(s) up to date")
+    if report.stale_removed:
+        c.print(f"removed {report.stale_removed} temp file(s) left by an interrupted run")
     for f in report.failures:
         c.print(f"[red]FAILED[/red] {f['path']} ({f['stage']}): {f['error']}")
 
@@ -221,6 +227,10 @@ def _summary(report: PrepareReport) -> None:
 def prepare_main(argv: list[str] | None = None) -> int:
     """Entry point for ``autoenc prepare``; returns the process exit code."""
     args = build_parser().parse_args(argv)
+    # Warnings (a scene too small for the patch, a skipped scene) reach stderr as they happen.
+    logging.basicConfig(
+        level=logging.WARNING, format="autoenc prepare: warning: %(message)s", stream=sys.stderr
+    )
     bar = None
     try:
         cfg = PrepareConfig(

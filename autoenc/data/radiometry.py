@@ -34,8 +34,14 @@ REASONS: tuple[str, ...] = ("valid", "nodata", "nonfinite", "zero_border", "nonp
 
 _DB_UNITS = re.compile(r"\b(db|decibels?)\b", re.IGNORECASE)
 _LINEAR_UNITS = re.compile(r"linear|intensity|power|sigma|gamma|beta", re.IGNORECASE)
-#: Sampled share of negative values above which a float band is taken to be in dB.
-_NEGATIVE_SHARE_DB = 0.001
+#: Below this sampled share of negative values a float band is linear: a dB band of σ⁰/γ⁰/β⁰
+#: is mostly negative, so a few stray negatives (glitches, noise residue) cannot make one.
+_NEGATIVE_SHARE_RARE = 0.001
+#: At least this many usable sample values are needed to judge a band with negatives.
+_MIN_SAMPLE = 64
+#: A dB band: robust range within ±100 dB (intensity 1e-10..1e10), central 90 % spanning at
+#: least 1 dB (speckle alone spreads more), and negatives of median magnitude >= 0.5 dB.
+_DB_MAX_ABS, _DB_MIN_SPREAD, _DB_MIN_NEG_MAG = 100.0, 1.0, 0.5
 
 
 def detect_input_kind(
@@ -48,8 +54,12 @@ def detect_input_kind(
 ) -> tuple[InputKind, str]:
     """Decide what a band holds; returns ``(kind, reason)`` so the choice can be recorded.
 
+    Integer dtypes are amplitude DN; a float band's unit metadata decides; without it the
+    sampled value distribution must point at one kind (:func:`_kind_from_values`), never a guess.
+
     Raises:
-        ValueError: complex data (SLC), which must be detected (|z|) first.
+        ValueError: complex data (SLC), which must be detected (|z|) first, or a float band
+            whose values fit dB and linear intensity both or neither (pass ``--input-kind``).
     """
     if np.dtype(dtype).kind == "c":
         raise ValueError(f"complex dtype {dtype} (SLC) is not supported; detect it (|z|) first")
@@ -69,14 +79,67 @@ def detect_input_kind(
             np.isfinite(s) if nodata is None or np.isnan(nodata) else np.isfinite(s) & (s != nodata)
         )
         s = s[ok & (s != 0)]
-        share = float(np.mean(s < 0)) if s.size else 0.0
-        if share > _NEGATIVE_SHARE_DB:
-            return "db", (
-                f"{dtype} without unit metadata; {share:.1%} of sampled values are negative, "
-                "impossible for linear intensity"
+        if s.size == 0:
+            return "intensity", (
+                f"{dtype} without unit metadata; no usable sampled value (all nodata, "
+                "non-finite or zero), so the kind cannot matter"
             )
-        return "intensity", f"{dtype} without unit metadata; sampled values are all >= 0"
+        return _kind_from_values(s, np.dtype(dtype))
     return "intensity", f"{dtype} without unit metadata"
+
+
+def _kind_from_values(s: NDArray[np.float64], dtype: np.dtype[Any]) -> tuple[InputKind, str]:
+    """Linear intensity or dB from usable (finite, non-nodata, non-zero) sample values.
+
+    Two hypotheses are tested on the value distribution, and a kind is returned only when
+    exactly one holds:
+
+    * linear intensity (noise-subtracted σ⁰ included): under half the values negative, and
+      the negatives a noise residue, no larger (90th percentile of their magnitude) than the
+      median positive value;
+    * dB: a robust range (1st..99th percentile) within ±100, a central 90 % spanning at least
+      1 dB, and negatives of median magnitude at least 0.5 dB.
+
+    Raises:
+        ValueError: both or neither hypothesis holds, or too few values to tell.
+    """
+    n = s.size
+    neg = -s[s < 0]
+    share = neg.size / n if n else 0.0
+    base = f"{dtype} without unit metadata"
+    if neg.size == 0:
+        return "intensity", f"{base}; sampled values are all >= 0"
+    if share <= _NEGATIVE_SHARE_RARE:
+        return "intensity", (
+            f"{base}; sampled values are all >= 0 except {neg.size} of {n} ({share:.3%}), "
+            "too few for a dB band"
+        )
+    pos = s[s > 0]
+    q01, q05, q95, q99 = np.quantile(s, [0.01, 0.05, 0.95, 0.99])
+    neg_med, neg_q90 = (float(v) for v in np.quantile(neg, [0.5, 0.9]))
+    pos_med = float(np.median(pos)) if pos.size else 0.0
+    seen = (
+        f"{share:.1%} of {n} sampled values negative (median magnitude {neg_med:.3g}, "
+        f"median positive {pos_med:.3g}), central 90 % {q05:.3g}..{q95:.3g}"
+    )
+    linear = share < 0.5 and neg_q90 <= pos_med
+    db = (
+        -_DB_MAX_ABS <= q01
+        and q99 <= _DB_MAX_ABS
+        and q95 - q05 >= _DB_MIN_SPREAD
+        and neg_med >= _DB_MIN_NEG_MAG
+    )
+    if n >= _MIN_SAMPLE and linear and not db:
+        return "intensity", f"{base}; {seen}: small negatives as in noise-subtracted intensity"
+    if n >= _MIN_SAMPLE and db and not linear:
+        return "db", f"{base}; {seen}: dB, negatives too many or too large for linear"
+    verdict = "fits both kinds" if linear else "fits neither"
+    if n < _MIN_SAMPLE:
+        verdict = "too few values"
+    raise ValueError(
+        f"cannot tell dB from linear intensity ({base}; {seen}; {verdict}): "
+        "pass --input-kind db or --input-kind intensity"
+    )
 
 
 @dataclass(frozen=True)

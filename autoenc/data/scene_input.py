@@ -59,16 +59,20 @@ def open_input(
 
     Raises:
         SceneError: unreadable file or missing band.
-        ValueError: bad calibration, or a calibration given for a non-amplitude scene.
+        ValueError: bad calibration, a calibration given for a non-amplitude scene, or an
+            ``auto`` input kind the values cannot settle (the message says what was seen).
     """
     reader = SceneReader(path, band)
     try:
         g = reader.geo
         sample = reader.sample() if input_kind == "auto" else None
         if input_kind == "auto":
-            kind, why = detect_input_kind(
-                reader.dtype, g.units, g.description, g.tags, sample, g.nodata
-            )
+            try:
+                kind, why = detect_input_kind(
+                    reader.dtype, g.units, g.description, g.tags, sample, g.nodata
+                )
+            except ValueError as e:  # name the scene: the refusal is about its values
+                raise ValueError(f"{path}: {e}") from None
         else:
             kind, why = input_kind, "given by --input-kind"  # type: ignore[assignment]
         cal = (

@@ -172,7 +172,9 @@ def _train(plan: Plan, run: Run, extra: list[str]) -> float:
     seconds = time.perf_counter() - t0
     if rc != 0 or not last.exists():
         raise RuntimeError(f"training {run.name} failed (exit {rc}); see {folder / 'fit.log'}")
-    done.write_text(json.dumps({"seconds": seconds, "argv": argv[2:]}))
+    from autoenc.evaluation.records import write_bytes
+
+    write_bytes(done, json.dumps({"seconds": seconds, "argv": argv[2:]}).encode())  # atomic
     log.info("  %-18s trained in %.0f s", run.name, seconds)
     return seconds
 
@@ -249,7 +251,7 @@ def compare_main(argv: list[str] | None = None) -> int:
                    help="extra arguments for every `autoenc fit` (must come last)")  # fmt: skip
     args = p.parse_args(argv)
     from autoenc.codecs import available_codecs
-    from autoenc.evaluation.records import Results
+    from autoenc.evaluation.records import Results, write_bytes
     from autoenc.evaluation.report import write_report
     from autoenc.evaluation.runner import EvalConfig, ModelSpec, evaluate
 
@@ -290,7 +292,7 @@ def compare_main(argv: list[str] | None = None) -> int:
         timing = {"train_s": train_s, "evaluate_s": eval_s}
         write_report(results, plan.out, timing=timing)
         timing["total_s"] = time.perf_counter() - t0
-        (plan.out / "timing.json").write_text(json.dumps(timing, indent=1))
+        write_bytes(plan.out / "timing.json", json.dumps(timing, indent=1).encode())
         if args.readme is not None:
             command = f"autoenc compare {args.plan}"
             update_readme(args.readme, readme_block(plan.out, args.readme, command))

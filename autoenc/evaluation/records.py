@@ -5,7 +5,7 @@
 ``results.json`` holds ``{"meta": {...}, "records": [...]}`` and is what ``autoenc report``
 reads; ``samples.csv`` holds the same records for spreadsheets and pandas. Non-finite values
 are written as JSON ``null`` (CSV: empty) and read back as NaN. Both files are written to a
-temporary name and renamed (the dataset writer's ``_atomic_write``), so an interrupted run
+temporary name and renamed (the dataset writer's ``atomic_write``), so an interrupted run
 never leaves a half-written result.
 """
 
@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from autoenc.data.dataset_format import _atomic_write
+from autoenc.data.dataset_format import atomic_write
 
 RESULTS_NAME = "results.json"
 CSV_NAME = "samples.csv"
@@ -34,7 +34,7 @@ KEY_COLUMNS = ("method", "family", "curve", "point", "role", "matched_to", "inde
 
 def write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temp file and a rename (readable by everyone)."""
-    _atomic_write(path, lambda f: f.write(data))
+    atomic_write(path, lambda f: f.write(data))
 
 
 def jsonable(v: Any) -> Any:
