@@ -13,7 +13,7 @@ TORCH_PIP_ARGS ?=
 STAMP := $(VENV)/.autoenc-installed
 PYTEST_ARGS ?= -n 2
 
-.PHONY: help install demo test lint bench codec-demo codec-model compare compare-gpu gpu-check gpu-codec-check clean
+.PHONY: help install demo test faults lint bench codec-demo codec-model compare compare-gpu gpu-check gpu-codec-check clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -30,8 +30,11 @@ demo: $(STAMP) ## install, then train the residual variant on the embedded synth
 	rm -rf lightning_logs/demo
 	$(VENV)/bin/autoenc fit --config configs/residual.yaml --config configs/demo.yaml
 
-test: $(STAMP) ## install, then run the test suite
-	$(PY) -m pytest $(PYTEST_ARGS) -q
+test: $(STAMP) ## install, then run the test suite (the fast fault-injection tests included)
+	$(PY) -m pytest $(PYTEST_ARGS) -q -m "not faults"
+
+faults: $(STAMP) ## the fault-injection batteries: kill -9 runs, crafted and damaged .aec files (CI runs them too)
+	$(PY) -m pytest $(PYTEST_ARGS) -q -m faults -rA
 
 lint: $(STAMP) ## ruff (style, docstrings) and mypy over the package
 	$(PY) -m pip install -q -e ".[dev]"
@@ -60,7 +63,7 @@ codec-model: $(STAMP) ## train the shipped default codec from scratch (~30 min o
 		--trainer.logger.init_args.name=$(notdir $(CODEC_LOGS)) \
 		--checkpoint.dirpath=$(CODEC_LOGS)/checkpoints
 	$(VENV)/bin/autoenc export $(CODEC_LOGS)/checkpoints/last.ckpt --name wavelet-grdh \
-		--out-dir $(CODEC_OUT) --report $(CODEC_REPORT) $(if $(CODEC_README),--readme $(CODEC_README)) \
+		--out-dir $(CODEC_OUT) --report $(CODEC_REPORT) $(if $(CODEC_README),--readme $(CODEC_README)) --overwrite \
 		--model-arg 'despeckle=$(CODEC_DESPECKLE)'
 
 CODEC_CKPT ?= lightning_logs/hyperprior_demo/checkpoints/last.ckpt
