@@ -1,16 +1,18 @@
 # Copyright (c) autoenc developers.
 # Licensed under the MIT License.
 
-"""The one way autoenc reads and writes Lightning checkpoints.
+"""The one way autoenc reads and writes Lightning checkpoints (torch only, no Lightning import).
 
 Reading (:func:`read_checkpoint`) always passes ``weights_only=True`` explicitly and first makes
 sure this torch really honours it (``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` and similar switches must
 not turn a crafted file into code that runs); every failure is a :class:`CheckpointError`
-naming the file. Writing (:class:`AtomicCheckpointIO`) never leaves a partial file under the
-final name: the checkpoint goes to a hidden temp file in the target's own folder (so never to
+naming the file. Writing (:func:`save_atomic`) never leaves a partial file under the final
+name: the checkpoint goes to a hidden temp file in the target's own folder (so never to
 ``TMPDIR``, which may be another filesystem), is flushed and fsynced, ``os.replace``d into
 place, and the folder is fsynced. Temp files of dead writers are removed at the next save.
-Non-finite weights are never written.
+Non-finite weights are never written. The Trainer's plugin built on these,
+:class:`autoenc.checkpoint_plugin.AtomicCheckpointIO`, lives apart so that the codec, which reads
+checkpoints with :func:`read_checkpoint`, never imports Lightning.
 """
 
 from __future__ import annotations
@@ -24,8 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from lightning.pytorch.plugins.io import TorchCheckpointIO
-from typing_extensions import override
 
 from autoenc.atomic import fsync_dir, pid_alive
 
@@ -239,58 +239,3 @@ def save_atomic(checkpoint: Mapping[str, Any], target: Path) -> None:
         tmp.unlink(missing_ok=True)
         raise
     fsync_dir(folder)
-
-
-def _is_local(path: str | Path) -> bool:
-    text = str(path)
-    return "://" not in text or text.startswith("file://")
-
-
-class AtomicCheckpointIO(TorchCheckpointIO):
-    """Lightning's checkpoint plugin: :func:`save_atomic` writes, :func:`read_checkpoint` reads.
-
-    Installed by ``autoenc fit|validate|test|predict`` for every run, so the Trainer's resume
-    (``--ckpt_path``) goes through the same weights-only loader as the codec. Remote paths
-    (``s3://`` ...) are written by :class:`TorchCheckpointIO` and read with an explicit
-    ``weights_only=True``.
-    """
-
-    @override
-    def save_checkpoint(
-        self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None
-    ) -> None:
-        """Write ``checkpoint`` atomically; refuse non-finite weights.
-
-        Raises:
-            NonFiniteCheckpointError: some weight tensor holds NaN/Inf (nothing is written).
-        """
-        bad = nonfinite_tensors(checkpoint.get("state_dict") or {})
-        if bad:
-            raise NonFiniteCheckpointError(
-                f"refusing to save checkpoint {path}: {len(bad)} weight tensors hold NaN/Inf "
-                f"({', '.join(bad[:3])}{' ...' if len(bad) > 3 else ''}); the training diverged. "
-                "Lower the learning rate, use bf16-mixed instead of 16-mixed, or check the data"
-            )
-        if storage_options is not None or not _is_local(path):
-            super().save_checkpoint(checkpoint, path, storage_options)
-            return
-        save_atomic(checkpoint, Path(str(path).removeprefix("file://")))
-
-    @override
-    def load_checkpoint(
-        self,
-        path: Any,
-        map_location: Any = lambda storage, loc: storage,
-        weights_only: bool | None = None,
-    ) -> dict[str, Any]:
-        """Read through :func:`read_checkpoint` (``weights_only`` is always True, whatever given).
-
-        Raises:
-            CheckpointError: see :func:`read_checkpoint` and :func:`check_training_checkpoint`.
-        """
-        if not _is_local(path):
-            require_weights_only(path)
-            return super().load_checkpoint(path, map_location, weights_only=True)
-        ckpt = read_checkpoint(str(path).removeprefix("file://"), map_location)
-        check_training_checkpoint(ckpt, path, resume=False)
-        return ckpt

@@ -10,7 +10,6 @@ the checkpoint's hyper-parameters as ``{"class_path", "init_args"}``, so
 
 from __future__ import annotations
 
-import importlib
 import logging
 import math
 from collections.abc import Mapping
@@ -25,13 +24,12 @@ from torchmetrics.functional.image import structural_similarity_index_measure
 from typing_extensions import override
 
 from autoenc.checkpoint_io import check_state_fits
+from autoenc.data.dataset_format import preprocessing_of
 from autoenc.entropy import bits
-from autoenc.models import AutoencoderBase, get_model_class
+from autoenc.metrics.image import SSIM_KWARGS
+from autoenc.models import AutoencoderBase, build_model, model_spec
 
 SchedulerName = Literal["plateau", "cosine", "none"]
-
-# One SSIM setting everywhere (loss, metrics, evaluation): Gaussian 11x11, sigma 1.5, range 1.
-SSIM_KWARGS: dict[str, Any] = {"gaussian_kernel": True, "kernel_size": 11, "sigma": 1.5}
 
 
 class NonFiniteLossError(RuntimeError):
@@ -39,44 +37,17 @@ class NonFiniteLossError(RuntimeError):
 
 
 def ssim_fp32(x_hat: Tensor, x: Tensor) -> Tensor:
-    """SSIM over [0, 1] images computed in fp32 with autocast off (stable under AMP)."""
+    """SSIM over [0, 1] images computed in fp32 with autocast off (stable under AMP).
+
+    torchmetrics' differentiable SSIM with the project's setting
+    (:data:`autoenc.metrics.image.SSIM_KWARGS`).
+    """
     with torch.autocast(device_type=x.device.type, enabled=False):
         value = structural_similarity_index_measure(
             x_hat.float(), x.float(), data_range=1.0, **SSIM_KWARGS
         )
     assert isinstance(value, Tensor)
     return value
-
-
-def model_spec(model: AutoencoderBase) -> dict[str, Any]:
-    """JSON-serialisable identity of a network: import path and constructor arguments."""
-    cls = type(model)
-    return {"class_path": f"{cls.__module__}.{cls.__qualname__}", "init_args": dict(model.config)}
-
-
-def build_model(spec: Mapping[str, Any]) -> AutoencoderBase:
-    """Rebuild a network from :func:`model_spec` output (or a YAML ``class_path`` mapping)."""
-    class_path = str(spec.get("class_path", ""))
-    module_name, _, name = class_path.rpartition(".")
-    if module_name:
-        cls = getattr(importlib.import_module(module_name), name, None)
-        if not (isinstance(cls, type) and issubclass(cls, AutoencoderBase)):
-            raise ValueError(f"model class_path {class_path!r} is not an autoenc model")
-    else:
-        cls = get_model_class(name)  # raises, listing the registered variants
-    return cls(**dict(spec.get("init_args") or {}))
-
-
-def preprocessing_of(manifest: Mapping[str, Any]) -> dict[str, Any]:
-    """What a codec must repeat to feed a scene to a model trained on this dataset."""
-    scenes = manifest.get("scenes", {}).values()
-    return {
-        "normalisation": dict(manifest["normalisation"]),
-        "units": sorted({str(s.get("units", "unknown")) for s in scenes}),
-        "input_kinds": sorted({str(s.get("input_kind", "unknown")) for s in scenes}),
-        "value_encoding": manifest.get("value_encoding"),
-        "window": manifest.get("window"),
-    }
 
 
 def warmup_cosine(step: int, warmup: int, total: int) -> float:

@@ -25,12 +25,8 @@ from lightning.pytorch.plugins.io import CheckpointIO
 from typing_extensions import override
 
 from autoenc.callbacks.checkpoint import RunCheckpoint
-from autoenc.checkpoint_io import (
-    AtomicCheckpointIO,
-    CheckpointError,
-    check_training_checkpoint,
-    read_checkpoint,
-)
+from autoenc.checkpoint_io import CheckpointError, check_training_checkpoint, read_checkpoint
+from autoenc.checkpoint_plugin import AtomicCheckpointIO
 
 TRAINER_COMMANDS = ("fit", "validate", "test", "predict")
 RUN_CONFIG = "config.yaml"  # written by LightningCLI's SaveConfigCallback into the run folder
@@ -44,7 +40,7 @@ class AutoencCLI(LightningCLI):
     """LightningCLI with a first-class ModelCheckpoint (fixed ``dirpath``) and run protection.
 
     Every Trainer it builds writes and reads checkpoints through
-    :class:`~autoenc.checkpoint_io.AtomicCheckpointIO` (atomic writes beside the target,
+    :class:`~autoenc.checkpoint_plugin.AtomicCheckpointIO` (atomic writes beside the target,
     weights-only reads, also for the resume), and every ``--ckpt_path`` is checked before
     Lightning sees it: a missing, corrupt or foreign file, or ``last`` with nothing to resume,
     is a one-line :class:`~autoenc.checkpoint_io.CheckpointError`.
@@ -73,7 +69,7 @@ class AutoencCLI(LightningCLI):
         if any(not isinstance(p, AtomicCheckpointIO) for p in own):
             raise ValueError(
                 "trainer.plugins holds a CheckpointIO; autoenc installs its own "
-                "(autoenc.checkpoint_io.AtomicCheckpointIO: atomic writes, weights-only reads)"
+                "(autoenc.checkpoint_plugin.AtomicCheckpointIO: atomic writes, weights-only reads)"
             )
         if not own:
             plugins.append(AtomicCheckpointIO())
@@ -115,7 +111,7 @@ class AutoencCLI(LightningCLI):
         lines = ["", "autoenc: training finished"]
         metrics = trainer.callback_metrics
         if "val/psnr" in metrics:
-            from autoenc.baselines import patch_mean_psnr
+            from autoenc.baselines.trivial import patch_mean_psnr
 
             psnr = float(metrics["val/psnr"])
             ssim = float(metrics.get("val/ssim", math.nan))

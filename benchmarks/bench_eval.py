@@ -27,7 +27,7 @@ parallel regions can wait for a descheduled thread.
 
 Codecs (CPU, one 2-D uint16 patch at a time, the same patches): ``encode`` at ``--bpp``
 (rate search included; it also decodes its pick) and ``decode`` of the chosen bytes, for JPEG
-2000 and, where :func:`autoenc.codecs.available_codecs` lists them, JPEG XL and HTJ2K; best of
+2000 and, where :func:`autoenc.baselines.available_codecs` lists them, JPEG XL and HTJ2K; best of
 ``--repeats`` passes over ``--codec-patches`` patches.
 
 Target: ``all`` at least 3x faster per patch than before the metric rewrite (the torchmetrics
@@ -54,7 +54,7 @@ from torchmetrics.functional.image import (
     structural_similarity_index_measure,
 )
 
-from autoenc.codecs import available_codecs, get_codec
+from autoenc.baselines import available_codecs, get_codec
 from autoenc.metrics import evaluate_batch, ms_ssim, psnr, sar_metrics, ssim
 
 NAME = "eval"

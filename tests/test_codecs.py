@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 
-from autoenc.codecs import (
+from autoenc.baselines import (
     CODECS,
     HTJ2K,
     JPEG2000,
@@ -19,7 +19,7 @@ from autoenc.codecs import (
     available_codecs,
     get_codec,
 )
-from autoenc.codecs.jpeg2000 import j2k_codestream_bytes
+from autoenc.baselines.jpeg2000 import j2k_codestream_bytes
 from autoenc.data.sar import unit_to_uint16
 
 TARGETS = [0.25, 0.5, 1.0, 2.0]

@@ -343,7 +343,7 @@ def test_ms_ssim_clips_negative_terms_like_torchmetrics_default() -> None:
 def test_ssim_uses_the_training_loss_setting() -> None:
     from torchmetrics.functional.image import structural_similarity_index_measure as tm_ssim
 
-    from autoenc.task import SSIM_KWARGS
+    from autoenc.metrics.image import SSIM_KWARGS
 
     x_hat, x = _ssim_pairs(2, 64, 64)["noisy"]
     ref = tm_ssim(x_hat.double(), x.double(), data_range=1.0, reduction="none", **SSIM_KWARGS)

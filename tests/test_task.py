@@ -13,8 +13,8 @@ import torch
 from lightning.pytorch import Trainer
 
 from autoenc.data.datamodule import PatchDataModule
-from autoenc.models import create_model, list_models
-from autoenc.task import CompressionTask, build_model, model_spec, ssim_fp32, warmup_cosine
+from autoenc.models import build_model, create_model, list_models, model_spec
+from autoenc.task import CompressionTask, ssim_fp32, warmup_cosine
 
 
 def _fit_one_step(task: CompressionTask, root: Path, tmp_path: Path) -> Trainer:

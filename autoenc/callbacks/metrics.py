@@ -19,8 +19,8 @@ from torchmetrics.image import (
 )
 from typing_extensions import override
 
-from autoenc.metrics.image import MS_SSIM_MIN_SIZE  # one size rule for training and evaluation
-from autoenc.task import SSIM_KWARGS
+# One MS-SSIM size rule and one SSIM setting for training and evaluation.
+from autoenc.metrics.image import MS_SSIM_MIN_SIZE, SSIM_KWARGS
 
 log = logging.getLogger(__name__)
 

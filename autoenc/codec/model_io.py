@@ -23,8 +23,7 @@ from typing import Any
 import torch
 
 from autoenc.checkpoint_io import CheckpointError, read_checkpoint
-from autoenc.models import AutoencoderBase
-from autoenc.task import build_model
+from autoenc.models import AutoencoderBase, build_model
 
 
 class ModelError(ValueError):

@@ -250,7 +250,7 @@ def compare_main(argv: list[str] | None = None) -> int:
     p.add_argument("--fit-args", nargs=argparse.REMAINDER, default=[],
                    help="extra arguments for every `autoenc fit` (must come last)")  # fmt: skip
     args = p.parse_args(argv)
-    from autoenc.codecs import available_codecs
+    from autoenc.baselines import available_codecs
     from autoenc.evaluation.records import Results, write_bytes
     from autoenc.evaluation.report import write_report
     from autoenc.evaluation.runner import EvalConfig, ModelSpec, evaluate

@@ -33,8 +33,8 @@ import torch
 from torch import Tensor
 
 import autoenc
+from autoenc.baselines import get_codec
 from autoenc.codec.despeckle import Despeckle
-from autoenc.codecs import get_codec
 from autoenc.data.dataset_format import read_manifest, validate_shards
 from autoenc.data.patches import PatchDataset, decode
 from autoenc.evaluation.learned import LearnedCodec

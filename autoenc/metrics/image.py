@@ -23,17 +23,25 @@ crop, constants and scale weights, agreeing per sample to float32 rounding
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 # torchmetrics' Gaussian SSIM with sigma 1.5 (kernel side int(3.5 * sigma + 0.5) * 2 + 1 = 11),
-# data range 1, k1 = 0.01, k2 = 0.03: the project's setting (``autoenc.task.SSIM_KWARGS``, the
-# training loss's; a test keeps the two equal). MS-SSIM adds torchmetrics' defaults: these scale
+# data range 1, k1 = 0.01, k2 = 0.03: the project's one SSIM setting (SSIM_KWARGS below, also the
+# training loss's and the Lightning metrics'). MS-SSIM adds torchmetrics' defaults: these scale
 # weights, 2x2 average pooling between scales and ``normalize="relu"`` (negative terms -> 0).
 _SSIM_SIGMA = 1.5
 _SSIM_RADIUS = int(3.5 * _SSIM_SIGMA + 0.5)
+#: The SSIM setting as torchmetrics' keyword arguments (with ``data_range=1.0``), used by the
+#: loss (:func:`autoenc.task.ssim_fp32`), the Lightning metrics and the tests' references.
+SSIM_KWARGS: Mapping[str, Any] = MappingProxyType(
+    {"gaussian_kernel": True, "kernel_size": 2 * _SSIM_RADIUS + 1, "sigma": _SSIM_SIGMA}
+)
 _SSIM_C1 = (0.01 * 1.0) ** 2
 _SSIM_C2 = (0.03 * 1.0) ** 2
 _MS_SSIM_BETAS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)

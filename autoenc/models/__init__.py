@@ -10,9 +10,11 @@ from autoenc.models.hyperprior import HyperpriorAutoencoder
 from autoenc.models.plain import PlainAutoencoder
 from autoenc.models.registry import (
     MODELS,
+    build_model,
     create_model,
     get_model_class,
     list_models,
+    model_spec,
     register_model,
 )
 from autoenc.models.residual import ResidualAutoencoder
@@ -29,8 +31,10 @@ __all__ = [
     "ResNetAutoencoder",
     "ResidualAutoencoder",
     "WaveletCodec",
+    "build_model",
     "create_model",
     "get_model_class",
     "list_models",
+    "model_spec",
     "register_model",
 ]

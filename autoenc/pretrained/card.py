@@ -295,7 +295,7 @@ def with_decode_args(codec: Any, items: list[str]) -> Any:
     """
     import dataclasses
 
-    from autoenc.task import build_model
+    from autoenc.models import build_model
 
     if not items:
         return codec

@@ -24,12 +24,12 @@ from fit_args import tiny
 
 from autoenc.checkpoint_io import (
     TEMP_INFIX,
-    AtomicCheckpointIO,
     CheckpointError,
     nonfinite_tensors,
     read_checkpoint,
     remove_dead_temps,
 )
+from autoenc.checkpoint_plugin import AtomicCheckpointIO
 from autoenc.cli import main
 from autoenc.task import CompressionTask
 

@@ -2,10 +2,10 @@
 # Licensed under the MIT License.
 """JPEG XL and HTJ2K baselines through imagecodecs, the only module that imports it.
 
-imagecodecs is imported lazily, on use, so ``autoenc.codecs`` works without it and
+imagecodecs is imported lazily, on use, so ``autoenc.baselines`` works without it and
 ``available()`` answers False instead of raising. Neither library takes a bit-rate target:
 JPEG XL takes a perceptual ``distance``, HTJ2K a quantisation step, so both are searched in
-log space (see :func:`autoenc.codecs.base.search_rate`).
+log space (see :func:`autoenc.baselines.base.search_rate`).
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from typing import Any, ClassVar
 import numpy as np
 from numpy.typing import NDArray
 
-from autoenc.codecs.base import ClassicalCodec, IntImage, SearchSpace
-from autoenc.codecs.jpeg2000 import J2K_SIGNATURE
+from autoenc.baselines.base import ClassicalCodec, IntImage, SearchSpace
+from autoenc.baselines.jpeg2000 import J2K_SIGNATURE
 
 #: Start of a naked JPEG XL codestream (no ISOBMFF container).
 JXL_SIGNATURE = b"\xff\x0a"

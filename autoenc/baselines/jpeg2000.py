@@ -10,7 +10,7 @@ steps reach about 24 % because the coarse subbands are single blocks. 32 x 32 co
 the steps to about 6 % (so a 3 % tolerance is reachable) for about 0.1 dB PSNR at 0.5-1 bpp,
 hence the default here.
 
-Pillow is imported lazily so ``autoenc.codecs`` imports (and reports the codec unavailable)
+Pillow is imported lazily so ``autoenc.baselines`` imports (and reports the codec unavailable)
 without it.
 """
 
@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 import numpy as np
 from numpy.typing import NDArray
 
-from autoenc.codecs.base import ClassicalCodec, IntImage, SearchSpace
+from autoenc.baselines.base import ClassicalCodec, IntImage, SearchSpace
 
 #: Start of a raw J2K codestream: SOC then SIZ marker.
 J2K_SIGNATURE = b"\xff\x4f\xff\x51"

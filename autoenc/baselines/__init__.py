@@ -7,13 +7,16 @@ on use and reports ``available()``. Look codecs up by name::
 
     codec = get_codec("jpeg2000")
     result = codec.encode(codes_uint16, bpp=0.5)  # result.bpp within 3 % when result.hit
+
+:mod:`autoenc.baselines.trivial` (the trivial reference a trained model must beat, e.g.
+:func:`~autoenc.baselines.trivial.patch_mean_psnr`) is imported on its own: it needs torch.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from autoenc.codecs.base import (
+from autoenc.baselines.base import (
     ClassicalCodec,
     EncodeResult,
     SearchSpace,
@@ -21,8 +24,8 @@ from autoenc.codecs.base import (
     search_rate,
     unavailable_error,
 )
-from autoenc.codecs.extras import HTJ2K, JpegXL
-from autoenc.codecs.jpeg2000 import JPEG2000
+from autoenc.baselines.extras import HTJ2K, JpegXL
+from autoenc.baselines.jpeg2000 import JPEG2000
 
 __all__ = [
     "CODECS",
