@@ -135,13 +135,30 @@ def compress_main(argv: list[str] | None = None) -> int:
     p.add_argument("--band", default=None, help="band index or description (multi-band files)")
     p.add_argument("--input-kind", default="auto", choices=("auto", "amplitude", "intensity", "db"))
     p.add_argument("--calibration", default="auto", help="as for autoenc prepare")
+    p.add_argument(
+        "--clip",
+        action="store_true",
+        help="clip valid pixels outside the model's dB window (today's smallest "
+        "files) instead of keeping them as exceptions beside the learned stream",
+    )
+    p.add_argument(
+        "--exception-step",
+        type=float,
+        default=0.05,
+        metavar="DB",
+        help="quantisation step of the exceptions in dB (default 0.05: every pixel "
+        "outside the window decodes within step/2 dB of its input; 0.001..1)",
+    )
     p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     args = p.parse_args(argv)
 
     def body() -> None:
+        from autoenc.codec.header import check_step
         from autoenc.codec.model_io import load_codec
         from autoenc.codec.scene import compress_scene
+
+        check_step(args.exception_step, "compress")  # before loading the model
 
         ckpts = [args.ckpt] if args.ckpt is not None else []
         outs = _outputs(args.inputs, args.output, ".aec", args.overwrite, ckpts)
@@ -155,13 +172,21 @@ def compress_main(argv: list[str] | None = None) -> int:
                     src, dst, codec, tile=args.tile, halo=args.halo, latent_halo=args.latent_halo,
                     batch_size=args.batch_size, band=args.band, input_kind=args.input_kind,
                     calibration=args.calibration, advance=advance, quality=args.quality,
-                    overwrite=args.overwrite,
+                    overwrite=args.overwrite, exceptions="clip" if args.clip else "keep",
+                    exception_step=args.exception_step,
                 )  # fmt: skip
             if not args.quiet:
+                if args.clip:
+                    outside = f"clipped {stats.clipped_low:,} low / {stats.clipped_high:,} high"
+                else:
+                    outside = (
+                        f"{stats.exceptions:,} px outside the window kept as exceptions, "
+                        f"{stats.exception_bytes:,} bytes, {stats.exception_bpp:.4f} bpp"
+                    )
                 sys.stderr.write(
                     f"{src} -> {dst}: {stats.file_bytes:,} bytes, {stats.bpp:.4f} bpp, "
-                    f"{stats.mpix_per_s:.2f} MPix/s; clipped {stats.clipped_low:,} low / "
-                    f"{stats.clipped_high:,} high; {stats.invalid:,} invalid px kept exactly\n"
+                    f"{stats.mpix_per_s:.2f} MPix/s; {outside}; {stats.invalid:,} invalid px "
+                    "kept exactly\n"
                 )
 
     return _run(body, args.quiet)

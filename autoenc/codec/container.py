@@ -10,7 +10,7 @@ the closing ``END `` record makes truncation and trailing bytes always detectabl
 | Offset     | Size | Field                                                              |
 |------------|------|--------------------------------------------------------------------|
 | 0          | 8    | magic `89 41 45 43 0D 0A 1A 0A` (`\x89AEC\r\n\x1a\n`)              |
-| 8          | 2    | format version, uint16 (`FORMAT_VERSION` = 1)                      |
+| 8          | 2    | format version, uint16 (`FORMAT_VERSION` = 2; 1 is still read)     |
 | 10         | 4    | header length N, uint32, at most `MAX_HEADER_BYTES` (16 MiB)       |
 | 14         | N    | header: UTF-8 JSON object, sorted keys, compact, finite numbers    |
 | 14+N       | 4    | CRC32 (`zlib.crc32`) of the N header bytes, uint32                 |
@@ -25,7 +25,9 @@ the closing ``END `` record makes truncation and trailing bytes always detectabl
 | q+16       | 8    | total file size in bytes, uint64                                   |
 | q+24       | 4    | CRC32 of bytes q .. q+23, uint32; the file ends at q+28            |
 
-The magic's CR LF, Ctrl-Z and LF bytes (as in PNG) expose text-mode transfers.
+The magic's CR LF, Ctrl-Z and LF bytes (as in PNG) expose text-mode transfers. Version 2
+(the exception layer: an ``exceptions`` header field and EXCP chunks, see
+:mod:`autoenc.codec.header`) keeps this layout; the reader accepts versions 1 and 2.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ from typing import IO, Any, NamedTuple
 from autoenc.atomic import commit, make_temp
 
 MAGIC = b"\x89AEC\r\n\x1a\n"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 MAX_HEADER_BYTES = 16 * 1024 * 1024
 END_KIND = b"END "
 _PREAMBLE = struct.Struct("<8sHI")  # magic, version, header length
@@ -217,6 +219,7 @@ class ContainerReader:
         self._file = open(self._path, "rb")
         try:
             self._size = os.fstat(self._file.fileno()).st_size
+            self._version = 0
             self._header, self._data_start = self._read_preamble()
         except BaseException:
             self._file.close()
@@ -226,6 +229,11 @@ class ContainerReader:
     def header(self) -> dict[str, Any]:
         """The decoded JSON header."""
         return self._header
+
+    @property
+    def version(self) -> int:
+        """The file's format version (1 .. ``FORMAT_VERSION``)."""
+        return self._version
 
     def validate(self) -> list[ChunkEntry]:
         """Check every chunk and the ``END`` record, streaming payloads; return the index."""
@@ -288,6 +296,7 @@ class ContainerReader:
             raise UnsupportedVersionError(self._path, 8, msg)
         if version < 1:
             raise self._fail(8, f"invalid format version {version}")
+        self._version = int(version)
         if n > MAX_HEADER_BYTES:
             raise self._fail(10, f"header length {n} exceeds the {MAX_HEADER_BYTES}-byte limit")
         raw = self._read_at(_PREAMBLE.size, n, "header")

@@ -4,9 +4,11 @@
 
 Before the model is loaded or the output created, the header is validated field by field
 (:mod:`autoenc.codec.header`), every CRC and the chunk layout are checked, and every MASK is
-inflated (bounded by its tile's size) against the tile it belongs to. Decoding then keeps only
-the latent rows the decoder's halo needs, maps values back to the input's units and dtype,
-restores the georeferencing and writes the GeoTIFF atomically.
+inflated (bounded by its tile's size) against the tile it belongs to, and so is every EXCP
+(the exception layer, :mod:`autoenc.codec.exceptions`). Decoding then keeps only the latent
+rows the decoder's halo needs, puts the exception values in place of the network's
+reconstruction, maps dB back to the input's units and dtype, restores the georeferencing and
+writes the GeoTIFF atomically. Format version 1 files (no exception layer) decode as before.
 
 Invariants:
     * anything wrong with a file whose CRCs are right (crafted) raises
@@ -31,7 +33,8 @@ import torch
 from autoenc.atomic import check_output, same_file
 from autoenc.codec.container import ContainerReader, CorruptStreamError
 from autoenc.codec.despeckle import Despeckle, decode_kwargs
-from autoenc.codec.dtypes import from_units
+from autoenc.codec.dtypes import from_db, window_db
+from autoenc.codec.exceptions import index_exceptions, unpack_exceptions
 from autoenc.codec.header import SceneHeader, parse_header
 from autoenc.codec.model_io import LoadedCodec, ModelError
 from autoenc.codec.payload import (
@@ -77,10 +80,12 @@ def decompress_scene(
         raise ValueError(f"output {dst} is the input {src}; choose another output")
     check_output(dst, overwrite)
     with ContainerReader(src) as reader:
-        sh = parse_header(reader.header, str(src), os.stat(src).st_size)
+        sh = parse_header(reader.header, str(src), os.stat(src).st_size, reader.version)
         grid = TileGrid(sh.height, sh.width, sh.tile, sh.halo, sh.latent_halo, sh.factor)
         kinds = check_layout(reader, grid, str(src))
         masks = index_masks(reader, kinds["MASK"], grid, sh.dtype, str(src))
+        excps = index_exceptions(reader, kinds["EXCP"], grid, masks, sh.dtype, sh.exceptions,
+                                 str(src))  # fmt: skip
         check_stat(reader, kinds["STAT"][0], grid, str(src))
         codec = load(sh.raw)
         if codec.weights_sha256 != sh.weights_sha256:
@@ -99,7 +104,8 @@ def decompress_scene(
         try:
             with GeoTiffWriter(dst, sh.height, sh.width, sh.dtype, sh.geo,
                                overwrite=overwrite) as out:  # fmt: skip
-                _decode(reader, kinds["TILE"], masks, grid, sh, model, rate, out, advance)
+                _decode(reader, kinds["TILE"], (masks, excps), grid, sh, model, rate, out,
+                        advance)  # fmt: skip
         except PayloadError as e:
             raise CorruptStreamError(str(src), 0, str(e)) from None
     size = src.stat().st_size
@@ -110,7 +116,7 @@ def decompress_scene(
 def _decode(
     reader: ContainerReader,
     tile_entries: list[Any],
-    masks: dict[tuple[int, int], Any],
+    side: tuple[dict[tuple[int, int], Any], dict[tuple[int, int], Any]],
     grid: TileGrid,
     sh: SceneHeader,
     model: Any,
@@ -118,7 +124,11 @@ def _decode(
     out: GeoTiffWriter,
     advance: Callable[[int], None] | None,
 ) -> None:
-    """Decode every row of tiles into ``out``; keep only the latent rows the halo needs."""
+    """Decode every row of tiles into ``out``; keep only the latent rows the halo needs.
+
+    ``side`` holds the MASK and EXCP entries by tile (every tile has a MASK, some an EXCP).
+    """
+    masks, excps = side
     device = next(model.parameters()).device
     net_dtype = next(iter([*model.g_s.parameters()]), torch.empty(0)).dtype
     rows, cols = grid.shape
@@ -147,8 +157,13 @@ def _decode(
                 unit = x_hat[0, 0, crop.y : crop.y + ch, crop.x : crop.x + cw].cpu().numpy()
                 if not np.isfinite(unit).all():
                     raise PayloadError(f"tile ({r}, {c}) decodes to non-finite values")
-                values = from_units(unit, sh, core.y, core.x)
+                db = window_db(unit, sh)
                 _, _, valid, raw = unpack_mask(reader.read_chunk(masks[(r, c)]), (ch, cw), sh.dtype)
+                if (r, c) in excps and sh.exceptions.step_db is not None:
+                    data = reader.read_chunk(excps[(r, c)])
+                    _, _, pos, excp_db = unpack_exceptions(data, valid, sh.exceptions.step_db)
+                    db.flat[pos] = excp_db  # row-major linear indexes into (ch, cw)
+                values = from_db(db, sh, core.y, core.x)
                 values[~valid] = raw
                 out.write(values, core.y, core.x)
             if advance is not None:

@@ -54,16 +54,25 @@ def cast(values: NDArray[np.float64], dtype: np.dtype[Any], positive: bool) -> N
     return np.clip(np.rint(values), float(lo), hi).astype(dtype)
 
 
-def from_units(unit: NDArray[np.float32], sh: SceneHeader, y: int, x: int) -> NDArray[Any]:
-    """Decoded window values in [0, 1] -> the input's units and dtype (tile at ``(y, x)``)."""
+def window_db(unit: NDArray[np.float32], sh: SceneHeader) -> NDArray[np.float64]:
+    """Decoded window values in [0, 1] -> dB inside the header's window."""
     lo, hi = sh.window
-    db = lo + np.clip(unit, 0.0, 1.0).astype(np.float64) * (hi - lo)
+    return lo + np.clip(unit, 0.0, 1.0).astype(np.float64) * (hi - lo)
+
+
+def from_db(db: NDArray[np.float64], sh: SceneHeader, y: int, x: int) -> NDArray[Any]:
+    """DB values of a tile at ``(y, x)`` -> the input's units and dtype (inverse preprocessing)."""
     if sh.kind == "db":
         return cast(db, sh.dtype, positive=False)
     if sh.kind == "intensity":
         return cast(np.power(10.0, db / 10.0), sh.dtype, positive=True)
     if sh.lut is not None:
-        db = db - sh.lut.db_offset(y, x, *unit.shape)
+        db = db - sh.lut.db_offset(y, x, *db.shape)
     elif sh.constant:
         db = db + 20.0 * np.log10(sh.constant)
     return cast(np.power(10.0, db / 20.0), sh.dtype, positive=True)
+
+
+def from_units(unit: NDArray[np.float32], sh: SceneHeader, y: int, x: int) -> NDArray[Any]:
+    """Decoded window values in [0, 1] -> the input's units and dtype (tile at ``(y, x)``)."""
+    return from_db(window_db(unit, sh), sh, y, x)

@@ -9,6 +9,11 @@ file's size, so a crafted header fails here with :class:`CorruptStreamError` nam
 before anything is allocated or decoded. The writer (``compress``) applies the same limits, so
 whatever it writes, this reader accepts.
 
+Format versions: version 1 files have no ``exceptions`` field (everything outside the dB window
+was clipped); from version 2 it is required: ``{"mode": "keep", "step_db": s}`` (valid pixels
+outside the window are coded in EXCP chunks, quantised to ``s`` dB, see
+:mod:`autoenc.codec.exceptions`) or ``{"mode": "clip"}`` (today's clip, no EXCP chunks).
+
 Invariants:
     * a :class:`SceneHeader` only holds values inside :data:`LIMITS`;
     * ``input.dtype`` is one of :data:`autoenc.geotiff.RASTER_DTYPES`, the table shared by the
@@ -43,9 +48,35 @@ class Limits:
     # zlib never compresses more than 1032:1, so every pixel costs at least 1/8256 byte of MASK
     # chunk: a header can declare no more pixels than its file could describe.
     pixels_per_byte: int = 8 * 1032
+    step_db: tuple[float, float] = (0.001, 1.0)  # exception quantisation step, dB
 
 
 LIMITS = Limits()
+
+#: How a file treats valid pixels outside the dB window: coded beside the stream, or clipped.
+EXCEPTION_MODES = ("keep", "clip")
+
+
+@dataclass(frozen=True)
+class ExceptionCoding:
+    """The header's ``exceptions`` record.
+
+    ``mode == "keep"``: every valid pixel outside the window is coded in its tile's EXCP chunk
+    at ``step_db`` (so it decodes within ``step_db / 2`` dB of ``max(input, noise floor)``);
+    ``mode == "clip"``: no EXCP chunks, ``step_db`` is None (format version 1 files).
+    """
+
+    mode: str = "keep"
+    step_db: float | None = 0.05
+
+    def to_dict(self) -> dict[str, Any]:
+        """The header field (``step_db`` only when keeping exceptions)."""
+        if self.step_db is None:
+            return {"mode": self.mode}
+        return {"mode": self.mode, "step_db": self.step_db}
+
+
+CLIP = ExceptionCoding("clip", None)
 
 
 @dataclass(frozen=True)
@@ -67,6 +98,7 @@ class SceneHeader:
     weights_sha256: str
     geo: GeoMetadata
     device: str
+    exceptions: ExceptionCoding = CLIP
 
 
 class _Bad(ValueError):
@@ -139,19 +171,33 @@ def _lut(t: Any) -> CalibrationLUT:
     return CalibrationLUT(lines, pixels, values, str(name), "header")
 
 
-def parse_header(h: dict[str, Any], path: str, file_size: int) -> SceneHeader:
-    """Validate a scene header of a file of ``file_size`` bytes, field by field.
+def parse_header(h: dict[str, Any], path: str, file_size: int, version: int) -> SceneHeader:
+    """Validate a scene header of a format-``version`` file of ``file_size`` bytes.
 
     Raises:
         CorruptStreamError: a missing, mistyped or out-of-range field (named).
     """
     try:
-        return _parse(h, file_size)
+        return _parse(h, file_size, version)
     except _Bad as e:
         raise CorruptStreamError(path, 0, str(e)) from None
 
 
-def _parse(h: dict[str, Any], file_size: int) -> SceneHeader:
+def _exceptions(h: dict[str, Any], version: int) -> ExceptionCoding:
+    if version < 2:  # version 1 clipped everything outside the window
+        _need("exceptions" not in h, "exceptions (not in a version 1 file)", h.get("exceptions"))
+        return CLIP
+    exc = _dict(h, "exceptions", "")
+    mode = exc.get("mode")
+    _need(mode in EXCEPTION_MODES, "exceptions.mode", mode)
+    if mode == "clip":
+        _need(set(exc) == {"mode"}, "exceptions (clip has no other field)", exc)
+        return CLIP
+    _need(set(exc) == {"mode", "step_db"}, "exceptions (keys)", exc)
+    return ExceptionCoding("keep", _float(exc, "step_db", *LIMITS.step_db, "exceptions."))
+
+
+def _parse(h: dict[str, Any], file_size: int, version: int) -> SceneHeader:
     L = LIMITS
     _need(h.get("kind") == "autoenc-scene", "kind", h.get("kind"))
     _str(h, "autoenc", "")
@@ -180,6 +226,7 @@ def _parse(h: dict[str, Any], file_size: int) -> SceneHeader:
     _float(norm, "noise_floor_db", -L.db, L.db, where)
     _need(lo < hi, "preprocessing.normalisation (vmin_db < vmax_db)", [lo, hi])
     _float(pre, "fill_unit", 0.0, 1.0, "preprocessing.")
+    exceptions = _exceptions(h, version)
 
     inp = _dict(h, "input", "")
     kind = inp.get("kind")
@@ -225,7 +272,7 @@ def _parse(h: dict[str, Any], file_size: int) -> SceneHeader:
         raw=h, height=height, width=width, tile=tile, halo=halo, latent_halo=latent_halo,
         factor=f, kind=str(kind), dtype=dtype, window=(lo, hi),
         constant=None if constant is None else float(constant), lut=lut, weights_sha256=sha,
-        geo=geo, device=device,
+        geo=geo, device=device, exceptions=exceptions,
     )  # fmt: skip
 
 
@@ -247,3 +294,14 @@ def check_tiling(height: int, width: int, tile: int, halo: int, latent_halo: int
         raise ValueError(f"{source}: --halo {halo} must be in 0..{L.tile}")
     if not 0 <= latent_halo <= L.tile // factor:
         raise ValueError(f"{source}: --latent-halo {latent_halo} must be in 0..{L.tile // factor}")
+
+
+def check_step(step_db: float, source: str) -> None:
+    """The writer's side of :data:`LIMITS.step_db <Limits>`.
+
+    Raises:
+        ValueError: naming the option and its range.
+    """
+    lo, hi = LIMITS.step_db
+    if not (math.isfinite(step_db) and lo <= step_db <= hi):
+        raise ValueError(f"{source}: --exception-step {step_db} dB must be in {lo}..{hi} dB")

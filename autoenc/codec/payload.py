@@ -195,9 +195,15 @@ def _no_constant(name: str) -> Any:
 
 
 def check_layout(reader: ContainerReader, grid: TileGrid, path: str) -> dict[str, list[Any]]:
-    """Every TILE and MASK present exactly once in row-major order, one STAT: else corrupt."""
+    """Every TILE and MASK present exactly once in row-major order, one STAT: else corrupt.
+
+    EXCP chunks (at most one per tile; placed and parsed by
+    :func:`autoenc.codec.exceptions.index_exceptions`) only from format version 2 on.
+    """
     entries = reader.validate()
     kinds: dict[str, list[Any]] = {"TILE": [], "MASK": [], "STAT": []}
+    if reader.version >= 2:
+        kinds["EXCP"] = []
     for e in entries:
         k = e.kind.decode("ascii")
         if k not in kinds:
@@ -215,4 +221,6 @@ def check_layout(reader: ContainerReader, grid: TileGrid, path: str) -> dict[str
             f"expected {rows * cols} TILE, {n_mask} MASK and 1 STAT chunks, found "
             f"{len(kinds['TILE'])}, {len(kinds['MASK'])} and {len(kinds['STAT'])}",
         )
+    if len(kinds.setdefault("EXCP", [])) > rows * cols:
+        raise CorruptStreamError(path, 0, f"{len(kinds['EXCP'])} EXCP chunks for {n_mask} tiles")
     return kinds

@@ -5,8 +5,11 @@
 Compression repeats the training preprocessing recorded in the checkpoint (input kind,
 calibration, noise floor, dB window), fills invalid pixels with :data:`FILL_UNIT`, runs ``g_a``
 on each tile plus a halo, codes only the tile's core latent (see :mod:`autoenc.tiling`) and
-stores the validity mask and the raw values of invalid pixels losslessly. Decompression lives
-in :mod:`autoenc.codec.decode` (re-exported here).
+stores the validity mask and the raw values of invalid pixels losslessly. Valid pixels outside
+the window are kept in the exception layer (``exceptions="keep"``, the default; quantised to
+``exception_step`` dB, :mod:`autoenc.codec.exceptions`) or clipped (``"clip"``, counted).
+The network's input, and so the learned stream, is the same in both modes. Decompression
+lives in :mod:`autoenc.codec.decode` (re-exported here).
 
 Refused before any work: an output that is the input (a path, symlink or hard link to it), an
 existing output without ``overwrite``, a dtype the decoder cannot restore
@@ -29,10 +32,11 @@ from numpy.typing import NDArray
 
 import autoenc
 from autoenc.atomic import check_output, same_file
-from autoenc.codec.container import ContainerWriter, CorruptStreamError
+from autoenc.codec.container import FORMAT_VERSION, ContainerWriter, CorruptStreamError
 from autoenc.codec.decode import decompress_scene
 from autoenc.codec.dtypes import check_scene_dtype
-from autoenc.codec.header import check_tiling, parse_header
+from autoenc.codec.exceptions import CHUNK_OVERHEAD, find_exceptions, pack_exceptions
+from autoenc.codec.header import CLIP, ExceptionCoding, check_step, check_tiling, parse_header
 from autoenc.codec.model_io import LoadedCodec
 from autoenc.codec.payload import pack_mask, pack_tile
 from autoenc.codec.rate import header_fields, rate_kwargs
@@ -86,22 +90,30 @@ def compress_scene(
     advance: Callable[[int], None] | None = None,
     quality: int | None = None,
     overwrite: bool = True,
+    exceptions: str = "keep",
+    exception_step: float = 0.05,
 ) -> CodecStats:
     """Compress one GeoTIFF scene into ``dst`` (written atomically).
 
     ``quality`` picks the operating point of a variable-rate model (default: its default
     quality); a fixed-rate model accepts only ``None``. ``overwrite=False`` refuses an
-    existing ``dst`` (the CLI's default); ``dst`` is never ``src``.
+    existing ``dst`` (the CLI's default); ``dst`` is never ``src``. ``exceptions="keep"``
+    codes every valid pixel outside the dB window beside the learned stream, within
+    ``exception_step / 2`` dB of ``max(input, noise floor)``; ``"clip"`` clips them.
 
     Raises:
-        ValueError: ``dst`` is ``src``, an unsupported dtype or tiling, a scene without a
-            valid pixel (OutputExistsError: ``dst`` exists, without ``overwrite``).
+        ValueError: ``dst`` is ``src``, an unsupported dtype, tiling, mode or step, a scene
+            without a valid pixel (OutputExistsError: ``dst`` exists, without ``overwrite``).
     """
     t0 = time.perf_counter()
     src, dst = Path(src), Path(dst)
     if same_file(src, dst):
         raise ValueError(f"output {dst} is the input {src}; choose another output")
     check_output(dst, overwrite)
+    if exceptions not in ("keep", "clip"):
+        raise ValueError(f"exceptions must be 'keep' or 'clip', got {exceptions!r}")
+    check_step(float(exception_step), str(src))
+    coding = ExceptionCoding("keep", float(exception_step)) if exceptions == "keep" else CLIP
     model, pre = codec.model, codec.preprocessing
     rate = rate_kwargs(model, quality, str(src))
     norm = pre["normalisation"]
@@ -143,6 +155,7 @@ def compress_scene(
                 **header_fields(model, rate),
             },  # fmt: skip
             "preprocessing": {"normalisation": norm, "fill_unit": FILL_UNIT},
+            "exceptions": coding.to_dict(),
             "input": {
                 "kind": conv.kind,
                 "dtype": reader.dtype.name,
@@ -163,7 +176,7 @@ def compress_scene(
             "device": device.type,
         }
         try:  # what the reader would refuse is refused here, before anything is written
-            parse_header(json.loads(json.dumps(header)), str(src), 1 << 62)
+            parse_header(json.loads(json.dumps(header)), str(src), 1 << 62, FORMAT_VERSION)
         except CorruptStreamError as e:
             raise ValueError(f"{src}: cannot be coded: {e.reason}") from None
         stats = CodecStats(str(src), str(dst), h, w, 0, 0.0, 0.0)
@@ -175,7 +188,7 @@ def compress_scene(
                 for c in range(cols):
                     win, _ = grid.encode_window(r, c)
                     unit = _encode_input(
-                        reader, conv, grid, r, c, first, last, (lo, hi), stats, out
+                        reader, conv, grid, r, c, first, last, (lo, hi), coding, stats, out
                     )
                     group = pending.setdefault((win.h, win.w), [])
                     group.append((c, unit))
@@ -207,10 +220,11 @@ def _encode_input(
     first: NDArray[np.int64],
     last: NDArray[np.int64],
     window: tuple[float, float],
+    coding: ExceptionCoding,
     stats: CodecStats,
     out: ContainerWriter,
 ) -> NDArray[np.float32]:
-    """Read one tile's input window as network input; store its core's mask (MASK chunk)."""
+    """Read one tile's input window as network input; store its core's MASK (and EXCP)."""
     h, w = grid.height, grid.width
     lo, hi = window
     win, _ = grid.encode_window(r, c)
@@ -226,11 +240,20 @@ def _encode_input(
     ys, xs = core.y - win.y, core.x - win.x
     ch, cw = min(core.h, h - core.y), min(core.w, w - core.x)
     v = valid[ys : ys + ch, xs : xs + cw]
-    d = db[ys : ys + ch, xs : xs + cw][v]
-    stats.clipped_low += int((d < lo).sum())
-    stats.clipped_high += int((d > hi).sum())
+    core_db = db[ys : ys + ch, xs : xs + cw]
     stats.invalid += int((~v).sum())
     out.add_chunk(b"MASK", pack_mask(r, c, v, raw[ys : ys + ch, xs : xs + cw]))
+    if coding.step_db is None:
+        d = core_db[v]
+        stats.clipped_low += int((d < lo).sum())
+        stats.clipped_high += int((d > hi).sum())
+        return unit
+    pos = find_exceptions(core_db, v, window)
+    if len(pos):
+        payload = pack_exceptions(r, c, pos, core_db.ravel()[pos], coding.step_db)
+        out.add_chunk(b"EXCP", payload)
+        stats.exceptions += len(pos)
+        stats.exception_bytes += len(payload) + CHUNK_OVERHEAD
     return unit
 
 

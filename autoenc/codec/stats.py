@@ -9,7 +9,12 @@ from dataclasses import dataclass
 
 @dataclass
 class CodecStats:
-    """What one compress or decompress did."""
+    """What one compress or decompress did.
+
+    ``clipped_low`` / ``clipped_high``: valid pixels below / above the dB window that were
+    clipped (lost; only with ``--clip``); ``exceptions``: those kept in the exception layer
+    instead, which cost ``exception_bytes`` (EXCP chunks, framing included).
+    """
 
     source: str
     output: str
@@ -21,6 +26,13 @@ class CodecStats:
     clipped_low: int = 0
     clipped_high: int = 0
     invalid: int = 0
+    exceptions: int = 0
+    exception_bytes: int = 0
+
+    @property
+    def exception_bpp(self) -> float:
+        """Bits per scene pixel spent on the exception layer."""
+        return self.exception_bytes * 8 / max(self.height * self.width, 1)
 
     @property
     def mpix_per_s(self) -> float:

@@ -53,7 +53,7 @@ def parse(data: bytes) -> tuple[bytes, Chunks]:
         pos += 16 + length
 
 
-def build(raw_header: bytes, chunks: Chunks, version: int = 1) -> bytes:
+def build(raw_header: bytes, chunks: Chunks, version: int = 2) -> bytes:
     """A container of ``raw_header`` (any bytes) and ``chunks``, every CRC and END right."""
     out = [MAGIC, struct.pack("<HI", version, len(raw_header)), raw_header]
     out.append(struct.pack("<I", zlib.crc32(raw_header)))
@@ -136,9 +136,9 @@ def _set(d: Any, path: tuple[Any, ...], value: Any, delete: bool = False) -> Non
 def crafted_cases(data: bytes, n: int, seed: int = 0) -> Iterator[tuple[str, bytes]]:
     """``n`` seeded mutations of a valid file, every CRC recomputed.
 
-    A fixed list first (zlib bombs, ``1e999``, non-string geo fields, the issue's cases), then
-    random ones: a header field replaced by an odd value or deleted, a chunk payload byte
-    flipped, a chunk truncated, dropped, duplicated or swapped.
+    A fixed list first (zlib bombs, ``1e999``, non-string geo fields, crafted EXCP chunks, the
+    issue's cases), then random ones: a header field replaced by an odd value or deleted, a
+    chunk payload byte flipped, a chunk truncated, dropped, duplicated or swapped.
     """
     rng = random.Random(seed)
     raw, chunks = parse(data)
@@ -158,6 +158,16 @@ def crafted_cases(data: bytes, n: int, seed: int = 0) -> Iterator[tuple[str, byt
     for size in (1 << 24, 1 << 26):
         chunk_edit(f"mask_bomb_{size}", mask_at[0], mask_bomb(0, 0, size))
         chunk_edit(f"invalid_bomb_{size}", mask_at[0], invalid_bomb(chunks[mask_at[0]][1], size))
+    for i in [k for k, (kind, _) in enumerate(chunks) if kind == b"EXCP"][:1]:  # format 2
+        rc = chunks[i][1][:8]
+        chunk_edit("excp_bomb", i, rc + struct.pack("<I", 2) + zlib_bomb(1 << 26))
+        chunk_edit("excp_count_huge", i, rc + struct.pack("<I", 0xFFFFFFFF) + chunks[i][1][12:])
+        chunk_edit("excp_count_zero", i, rc + struct.pack("<I", 0) + chunks[i][1][12:])
+        chunk_edit("excp_repeated", i, rc + struct.pack("<I", 2) + zlib.compress(bytes(16)))
+        far = zlib.compress(b"\xff" * 4 + bytes(4))  # one gap of 2**32 - 1 px
+        chunk_edit("excp_outside_tile", i, rc + struct.pack("<I", 1) + far)
+        edited("exceptions.step_db=0", ("exceptions", "step_db"), 0)
+        edited("exceptions.mode=clip", ("exceptions",), {"mode": "clip"})
     fixed.append(("window_1e999", raw.replace(b'"vmax_db":5.0', b'"vmax_db":1e999')))
     fixed[-1] = (fixed[-1][0], build(fixed[-1][1], chunks))
     for key in ("description", "units"):
@@ -256,8 +266,8 @@ def tiny_codec_checkpoint(path: Path, name: str = "HyperpriorAutoencoder") -> Pa
     """An untrained tiny ``name`` saved as ``autoenc fit`` saves one (tables, preprocessing)."""
     import torch
 
-    from autoenc.models import create_model
-    from autoenc.task import CompressionTask, model_spec
+    from autoenc.models import create_model, model_spec
+    from autoenc.task import CompressionTask
 
     torch.manual_seed(0)
     kw: dict[str, Any] = {"latent_channels": 8, "base_channels": 4}
