@@ -270,3 +270,25 @@ def test_crafted_exception_chunks_are_exit_4_never_a_traceback(
             problems.append((name, code, err))
         assert not (tmp_path / f"{name}.tif").exists()
     assert problems == []
+
+
+def test_a_scene_that_does_not_fit_the_window_is_warned_about(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Most pixels outside the window (calm sea in VH, -28 dB): the exceptions dominate the file.
+
+    Not silence: compress warns, also with --quiet, naming the file and the share; a scene
+    that fits (land inside the window, one bright target) gets no warning.
+    """
+    rng = np.random.default_rng(3)
+    sea = (10 ** (-2.8) * rng.gamma(4.4, 1 / 4.4, (96, 96))).astype(np.float32)
+    land = (10 ** (-1.2) * rng.gamma(4.4, 1 / 4.4, (96, 96))).astype(np.float32)
+    land[40:43, 40:43] = 10.0  # one +10 dB target
+    for name, scene, warned in (("sea", sea, True), ("land", land, False)):
+        tif = _write(tmp_path / f"{name}.tif", scene)
+        out = tmp_path / f"{name}.aec"
+        capsys.readouterr()
+        assert main(["compress", str(tif), "-o", str(out), "--device", "cpu", "--quiet"]) == 0
+        err = capsys.readouterr().err
+        assert (f"autoenc: warning: {tif}:" in err) == warned, (name, err)
+        assert ("of the file" in err) == warned

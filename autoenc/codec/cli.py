@@ -23,6 +23,8 @@ unsafe, without preprocessing parameters, or not the encoder's model); 4 corrupt
 truncated .aec file; 5 out of memory; 6 file encoded on another kind of device (re-encode
 with --device cpu for portable files).
 """
+#: Share of a file spent on exceptions above which ``compress`` warns (the scene does not fit).
+EXCEPTION_WARN_SHARE = 0.5
 OVERWRITE_HELP = "replace existing outputs (atomically, once the new file is complete)"
 
 
@@ -175,6 +177,14 @@ def compress_main(argv: list[str] | None = None) -> int:
                     overwrite=args.overwrite, exceptions="clip" if args.clip else "keep",
                     exception_step=args.exception_step,
                 )  # fmt: skip
+            share = stats.exception_bytes / max(stats.file_bytes, 1)
+            if share > EXCEPTION_WARN_SHARE:  # also with --quiet: the file is not what was meant
+                sys.stderr.write(
+                    f"autoenc: warning: {src}: {stats.exceptions:,} px lie outside the model's dB "
+                    f"window and the exception layer holding them is {share:.0%} of the file "
+                    f"({stats.exception_bpp:.3f} bpp); the scene's radiometry does not fit this "
+                    "model (check --input-kind / --calibration), or pass --clip to drop them\n"
+                )
             if not args.quiet:
                 if args.clip:
                     outside = f"clipped {stats.clipped_low:,} low / {stats.clipped_high:,} high"
