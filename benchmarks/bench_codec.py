@@ -73,6 +73,7 @@ from PIL import Image
 from autoenc.codec.container import ContainerReader
 from autoenc.data.synth_geotiff import write_scene
 from autoenc.geotiff import SceneReader
+from autoenc.sar.normalisation import Normalisation, codes_from_unit, unit_from_codes
 from autoenc.tiling import TileGrid
 
 NAME = "codec"
@@ -250,21 +251,22 @@ class DbWindow:
     """The model's dB window: linear intensity -> [0, 1] units, and validity."""
 
     def __init__(self, norm: dict[str, Any]) -> None:
-        self.lo, self.hi = float(norm["vmin_db"]), float(norm["vmax_db"])
+        self.norm = Normalisation.from_dict(norm)
+        self.lo, self.hi = self.norm.window
         self.floor = float(norm["noise_floor_db"])
 
-    def units(self, inten: NDArray[Any]) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
+    def units(self, inten: NDArray[Any]) -> tuple[NDArray[np.float32], NDArray[np.bool_]]:
         """(unit values, valid mask); invalid = NaN/Inf, <= 0 (zero border included)."""
         a = inten.astype(np.float64)
         with np.errstate(invalid="ignore"):
             valid = np.isfinite(a) & (a > 0)
         a = np.where(valid, a, 1.0)
         db = 10.0 * np.log10(np.maximum(a, 10.0 ** (self.floor / 10.0)))
-        return np.clip((db - self.lo) / (self.hi - self.lo), 0.0, 1.0), valid
+        return self.norm.to_unit(db), valid
 
 
 def window_psnr(
-    orig: Path, win: DbWindow, recon: Callable[[int, int], NDArray[np.float64]]
+    orig: Path, win: DbWindow, recon: Callable[[int, int], NDArray[Any]]
 ) -> dict[str, float]:
     """PSNR (data range 1) in window units over ``orig``'s valid pixels.
 
@@ -275,7 +277,7 @@ def window_psnr(
         for y in range(0, a.height, _STRIP):
             h = min(_STRIP, a.height - y)
             u, valid = win.units(a.read(y, 0, h, a.width))
-            d = (recon(y, h) - u)[valid]
+            d = (recon(y, h).astype(np.float64) - u)[valid]
             sse += float(np.dot(d, d))
             n += int(d.size)
     mse = sse / n
@@ -290,7 +292,7 @@ def scene_codes(scene: Path, win: DbWindow) -> tuple[NDArray[np.uint16], NDArray
         for y in range(0, r.height, _STRIP):
             h = min(_STRIP, r.height - y)
             u, v = win.units(r.read(y, 0, h, r.width))
-            c = np.rint(u * 65535.0).astype(np.uint16)
+            c = codes_from_unit(u)
             c[~v] = MID_CODE
             codes[y : y + h], valid[y : y + h] = c, v
     return codes, valid
@@ -335,7 +337,7 @@ def measure_j2k(scene: Path, win: DbWindow, target_bpp: float, repeats: int) -> 
     decoded = dec_runs[0][0]
     if decoded.dtype != np.uint16 or decoded.shape != codes.shape:
         raise RuntimeError(f"JPEG 2000 decoded {decoded.dtype} {decoded.shape}, not uint16 codes")
-    q = window_psnr(scene, win, lambda y, h: decoded[y : y + h].astype(np.float64) / 65535.0)
+    q = window_psnr(scene, win, lambda y, h: unit_from_codes(decoded[y : y + h]))
     ew, ec = min(enc, key=lambda t: t[0])
     dw, dc = min(((w, c) for _, w, c in dec_runs), key=lambda t: t[0])
     return {

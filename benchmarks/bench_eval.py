@@ -56,6 +56,7 @@ from torchmetrics.functional.image import (
 
 from autoenc.baselines import available_codecs, get_codec
 from autoenc.metrics import evaluate_batch, ms_ssim, psnr, sar_metrics, ssim
+from autoenc.sar.normalisation import codes_from_unit
 
 NAME = "eval"
 WINDOW_DB = (-35.0, 5.0)
@@ -191,10 +192,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
     codecs = {}
     if args.codec_patches > 0:
-        images = [np.round(p * 65535).astype(np.uint16) for p in x[: args.codec_patches, 0].numpy()]
+        images = [codes_from_unit(p) for p in x[: args.codec_patches, 0].numpy()]
         while len(images) < args.codec_patches:  # more patches than the batch holds
             extra = make_batch(args.batch, args.size, args.seed + len(images))[1][:, 0].numpy()
-            images += [np.round(p * 65535).astype(np.uint16) for p in extra]
+            images += [codes_from_unit(p) for p in extra]
         images = images[: args.codec_patches]
         names = [c for c in CODECS if c in available_codecs()]
         codecs = {c: time_codec(c, images, args.bpp, args.repeats) for c in names}

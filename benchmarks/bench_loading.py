@@ -50,6 +50,7 @@ from _common import add_json_argument, machine_info, save_record
 from autoenc.data.dataset_format import read_manifest
 from autoenc.data.patches import PatchDataset, decode
 from autoenc.data.synth_dataset import make_synthetic_dataset
+from autoenc.sar.normalisation import unit_from_codes
 
 NAME = "loading"
 TARGET_VS_NPLOAD = 10.0
@@ -131,7 +132,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         assert np.array_equal(item.numpy(), ref) and np.array_equal(read_npload(k), ref)
         decoded = read_memmap_decode(k)
         assert decoded.dtype == torch.float32
-        assert torch.allclose(decoded, torch.from_numpy(ref.astype(np.float32) / 65535.0))
+        assert torch.allclose(decoded, torch.from_numpy(unit_from_codes(ref)))
 
         methods = {
             "memmap": (read_memmap, order),

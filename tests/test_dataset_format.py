@@ -165,9 +165,9 @@ def test_split_determinism() -> None:
 def test_truth_round_trips_through_the_dataset(tiny: Path) -> None:
     """Every truth patch is the generator's reflectivity at the patch's origin, coded alike."""
     from autoenc.data.patches import PatchDataset
-    from autoenc.data.sar import db_to_unit, unit_to_uint16
     from autoenc.data.synth import synth_scene
     from autoenc.data.synth_geotiff import scene_rng
+    from autoenc.sar.normalisation import Normalisation
 
     m = read_manifest(tiny)
     assert m["truth"]["kind"] == "reflectivity" and m["truth"]["product"] == "grdh"
@@ -178,7 +178,7 @@ def test_truth_round_trips_through_the_dataset(tiny: Path) -> None:
     for s in m["shards"]:
         i = int(s["scene_id"].rsplit("_", 1)[1])
         _, truth_db = synth_scene(64, rng=scene_rng(7, i))
-        want = unit_to_uint16(db_to_unit(truth_db, -25.0, 5.0))
+        want = Normalisation(-25.0, 5.0).to_codes(truth_db)
         for r, c in s["origins"]:
             got = ds.truth(index)
             assert got is not None

@@ -24,6 +24,7 @@ from numpy.typing import NDArray
 
 from autoenc.codec.header import SceneHeader
 from autoenc.geotiff import RASTER_DTYPES
+from autoenc.sar.normalisation import Normalisation
 
 
 def check_scene_dtype(dtype: np.dtype[Any], source: str) -> None:
@@ -56,8 +57,7 @@ def cast(values: NDArray[np.float64], dtype: np.dtype[Any], positive: bool) -> N
 
 def window_db(unit: NDArray[np.float32], sh: SceneHeader) -> NDArray[np.float64]:
     """Decoded window values in [0, 1] -> dB inside the header's window."""
-    lo, hi = sh.window
-    return lo + np.clip(unit, 0.0, 1.0).astype(np.float64) * (hi - lo)
+    return Normalisation(*sh.window).from_unit(unit)
 
 
 def from_db(db: NDArray[np.float64], sh: SceneHeader, y: int, x: int) -> NDArray[Any]:

@@ -45,6 +45,7 @@ from autoenc.data.radiometry import VALID, BlockConverter
 from autoenc.data.scan import row_extents
 from autoenc.data.scene_input import open_input
 from autoenc.geotiff import SceneReader
+from autoenc.sar.normalisation import Normalisation
 from autoenc.tiling import TileGrid, receptive_halo
 
 __all__ = ["FILL_UNIT", "CodecStats", "compress_scene", "decompress_scene"]
@@ -60,10 +61,6 @@ def _no_valid_pixel(src: Path, n: int) -> ValueError:
         f"{src}: no valid pixel (all {n:,} are nodata, NaN, <= 0 or zero border); nothing to "
         "compress: check --band, the nodata tag and --input-kind"
     )
-
-
-def _units(db: NDArray[np.float32], lo: float, hi: float) -> NDArray[np.float32]:
-    return np.clip((db - np.float32(lo)) / np.float32(hi - lo), 0.0, 1.0).astype(np.float32)
 
 
 def _calibration_header(conv: BlockConverter) -> dict[str, Any]:
@@ -232,7 +229,7 @@ def _encode_input(
     raw = reader.read(win.y, win.x, hh, ww)
     valid = conv.reasons(raw, first[win.y : win.y + hh], last[win.y : win.y + hh], win.x) == VALID
     db = conv.to_db(raw, win.y, win.x)
-    unit = _units(db, lo, hi)
+    unit = Normalisation(lo, hi).to_unit(db)
     unit[~valid] = FILL_UNIT
     if hh < win.h or ww < win.w:  # padding past the scene repeats its last row and column
         unit = np.pad(unit, ((0, win.h - hh), (0, win.w - ww)), mode="edge")

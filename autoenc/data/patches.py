@@ -23,9 +23,9 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from autoenc.data.sar import UINT16_MAX
+from autoenc.sar.normalisation import CODE_MAX
 
-UINT16_SCALE = UINT16_MAX  # the codes are round(unit * 65535); see autoenc.data.sar
+UINT16_SCALE = CODE_MAX  # torch twin of autoenc.sar.normalisation.unit_from_codes
 
 
 def decode(codes: Tensor) -> Tensor:

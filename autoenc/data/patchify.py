@@ -21,9 +21,9 @@ from numpy.typing import NDArray
 
 from autoenc.data.dataset_format import file_sha256, write_npy, write_shard
 from autoenc.data.radiometry import VALID, BlockConverter
-from autoenc.data.sar import UINT16_MAX
 from autoenc.data.scan import ScanResult
 from autoenc.geotiff import SceneReader
+from autoenc.sar.normalisation import CODE_MAX, Normalisation
 
 REJECTIONS: tuple[str, ...] = ("invalid", "saturated", "flat")
 
@@ -56,11 +56,8 @@ class SceneOutput:
 
 
 def _codes(db: NDArray[np.float32], vmin: float, vmax: float) -> NDArray[np.uint16]:
-    """DB -> uint16 code of the unit window (``sar.unit_to_uint16`` ∘ ``db_to_unit``)."""
-    scale = np.float32(UINT16_MAX / (vmax - vmin))
-    u = (db - np.float32(vmin)) * scale
-    np.clip(u, 0.0, np.float32(UINT16_MAX), out=u)
-    return np.rint(u, out=u).astype(np.uint16)
+    """DB -> uint16 code of the unit window (:meth:`Normalisation.to_codes`)."""
+    return Normalisation(vmin, vmax).to_codes(db)
 
 
 def code_table(conv: BlockConverter, vmin: float, vmax: float) -> NDArray[np.uint16] | None:
@@ -145,7 +142,7 @@ def patch_scene(
     ny, nx = (h - p) // s + 1, (w - p) // s + 1
     per_chunk = max(1, (max(block_cols, p) - p) // s + 1)  # patches per column chunk
     table = code_table(conv, vmin, vmax) if reader.dtype in (np.uint8, np.uint16) else None
-    std_scale = (vmax - vmin) / UINT16_MAX
+    std_scale = (vmax - vmin) / CODE_MAX
     for iy in range(ny):
         y = iy * s
         for j0 in range(0, nx, per_chunk):
@@ -180,7 +177,7 @@ def _filter_and_store(
     u = cp.astype(np.float64) * vp  # invalid pixels contribute nothing to the moments
     s1 = u.sum(axis=(1, 2))
     s2 = np.einsum("nij,nij->n", u, u)
-    saturated = (vp & ((cp == 0) | (cp == np.uint16(UINT16_MAX)))).sum(axis=(1, 2))
+    saturated = (vp & ((cp == 0) | (cp == np.uint16(CODE_MAX)))).sum(axis=(1, 2))
     safe = np.maximum(nvalid, 1)
     mean = s1 / safe
     std_db = np.sqrt(np.maximum(s2 / safe - mean**2, 0.0)) * std_scale

@@ -25,7 +25,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from autoenc.data.dataset_format import file_sha256, read_manifest, write_manifest, write_npy
-from autoenc.data.sar import Normalisation, db_to_unit, unit_to_uint16
+from autoenc.sar.normalisation import Normalisation
 
 TRUTH_DIR = "truth"
 TRUTH_KIND = "reflectivity"
@@ -63,7 +63,7 @@ def attach_truth(
         read = readers[sid]
         patches = [read(r + offsets, c + offsets) for r, c in entry["origins"]]
         db = np.stack(patches)[:, None]  # (N, 1, P, P)
-        codes = unit_to_uint16(db_to_unit(db, norm.vmin_db, norm.vmax_db))
+        codes = norm.to_codes(db)  # the shards' own coding (patchify)
         rel = f"{TRUTH_DIR}/{Path(entry['file']).name}"
         path = write_npy(root / rel, codes)
         entry.update(truth_file=rel, truth_nbytes=path.stat().st_size,

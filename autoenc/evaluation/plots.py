@@ -20,6 +20,7 @@ import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from autoenc.evaluation.summary import GEOMETRIC, Point, curves  # noqa: E402
+from autoenc.sar.normalisation import unit_from_codes  # noqa: E402
 
 #: (metric, axis label, reference line) of the four R-D panels.
 PANELS = (
@@ -133,15 +134,15 @@ def gallery_figure(
         rows: ``(model method, matched classical method or None, row label)`` per row.
         zoom: side of the zoom window, placed where the model's absolute error is largest.
     """
-    orig = gallery[f"original/{index}"].astype(np.float64) / 65535.0
+    orig = unit_from_codes(gallery[f"original/{index}"]).astype(np.float64)
     fig, axes = plt.subplots(
         len(rows), 5, figsize=(12.5, 2.6 * len(rows)), squeeze=False, constrained_layout=True
     )
     titles = ("original (zoom)", "model", "JPEG 2000, same bpp", "|error| model", "|error| J2K")
     for r, (model, anchor, label) in enumerate(rows):
-        rec = gallery[f"{model}/{index}"].astype(np.float64) / 65535.0
+        rec = unit_from_codes(gallery[f"{model}/{index}"]).astype(np.float64)
         ref = gallery.get(f"{anchor}/{index}") if anchor else None
-        ref_f = None if ref is None else ref.astype(np.float64) / 65535.0
+        ref_f = None if ref is None else unit_from_codes(ref).astype(np.float64)
         y, x = _zoom_box(np.abs(rec - orig), zoom)
         win = (slice(y, y + zoom), slice(x, x + zoom))
         panels: list[np.ndarray | None] = [

@@ -41,6 +41,7 @@ from autoenc.evaluation.learned import LearnedCodec
 from autoenc.evaluation.records import GALLERY_NAME, Results, save_gallery
 from autoenc.metrics import TRUTH_CV_MAX, evaluate_batch, psnr
 from autoenc.metrics.sar import estimate_looks, psnr_cap, sigma_db, unit_to_intensity
+from autoenc.sar.normalisation import codes_from_unit
 
 log = logging.getLogger(__name__)
 
@@ -301,8 +302,8 @@ class _Run:
             rows.setdefault(k, []).extend(v.double().cpu().tolist())
         for j, i in enumerate(range(sl.start, sl.stop)):
             if i in self.keep:
-                u = x_hat[j, 0].detach().float().clamp(0, 1).cpu().numpy()
-                self.gallery[f"{key}/{i}"] = np.rint(u * 65535.0).astype(np.uint16)
+                u = x_hat[j, 0].detach().float().cpu().numpy()
+                self.gallery[f"{key}/{i}"] = codes_from_unit(u)
 
     def learned(self, model: LearnedCodec, spec: ModelSpec) -> list[float]:
         """Code every patch with a model; returns the per-patch bpp."""
