@@ -26,7 +26,9 @@ import os
 import re
 import socket
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 _HOST = re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname())[:32] or "host"
 
@@ -147,3 +149,20 @@ def commit(tmp: Path, target: Path, overwrite: bool) -> None:
         else:
             os.unlink(tmp)
     fsync_dir(target.parent)
+
+
+def write_file(target: Path, write: Callable[[BinaryIO], object], overwrite: bool = True) -> None:
+    """Write ``target`` atomically: ``write(f)`` into :func:`make_temp`, fsync, :func:`commit`.
+
+    Nothing is left under ``target``'s name unless ``write`` returned and the data is on disk.
+    """
+    tmp = make_temp(target)
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        commit(tmp, target, overwrite)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

@@ -12,8 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -21,7 +19,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from autoenc.atomic import fsync_dir
+from autoenc.atomic import write_file
 
 log = logging.getLogger(__name__)
 
@@ -43,20 +41,11 @@ _CHUNK = 1 << 20
 
 
 def atomic_write(path: Path, write: Any) -> None:
-    """Write via ``write(fileobj)`` into a temp file next to ``path``, then rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; datasets are meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    fsync_dir(path.parent)
+    """Write via ``write(fileobj)`` into a temp file next to ``path``, then rename.
+
+    :func:`autoenc.atomic.write_file`: fsynced, mode 0644 (datasets are meant to be shared).
+    """
+    write_file(path, write)
 
 
 def file_sha256(path: Path) -> str:
