@@ -188,15 +188,27 @@ def _resolve_last(dirpath: str | None, *, fresh_ok: bool) -> str | None:
     )
 
 
+#: Checkpoints :func:`check_ckpt_arg` already accepted in this process, by (path, size, mtime,
+#: resume): the command line is checked before parsing and again once configs are merged,
+#: and a 49 MB checkpoint need not be read twice for that.
+_ACCEPTED: set[tuple[str, int, int, bool]] = set()
+
+
 def check_ckpt_arg(path: str, *, resume: bool) -> None:
     """Refuse a ``--ckpt_path`` file that is missing, unreadable or no autoenc checkpoint.
 
     Raises:
         CheckpointError: one line naming the file.
     """
-    if not Path(path).is_file():
+    file = Path(path)
+    if not file.is_file():
         raise CheckpointError(f"--ckpt_path: checkpoint file {path} does not exist")
+    st = file.stat()
+    key = (str(file.resolve()), st.st_size, st.st_mtime_ns, resume)
+    if key in _ACCEPTED:
+        return
     check_training_checkpoint(read_checkpoint(path), path, resume=resume)
+    _ACCEPTED.add(key)
 
 
 def _ckpt_arg(argv: list[str]) -> str | None:
