@@ -72,7 +72,7 @@ from PIL import Image
 
 from autoenc.codec.container import ContainerReader
 from autoenc.data.synth_geotiff import write_scene
-from autoenc.geotiff import SceneReader
+from autoenc.sar.geotiff import SceneReader
 from autoenc.sar.normalisation import Normalisation, codes_from_unit, unit_from_codes
 from autoenc.tiling import TileGrid
 

@@ -35,8 +35,8 @@ from _common import machine_info, write_json
 from autoenc.codec.model_io import load_codec
 from autoenc.codec.scene import compress_scene, decompress_scene
 from autoenc.data.synth_geotiff import write_scene
-from autoenc.geotiff import SceneReader
 from autoenc.models import DeviceMismatchError
+from autoenc.sar.geotiff import SceneReader
 
 TARGET_S = 10.0
 

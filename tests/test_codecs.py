@@ -20,7 +20,7 @@ from autoenc.baselines import (
     get_codec,
 )
 from autoenc.baselines.jpeg2000 import j2k_codestream_bytes
-from autoenc.data.sar import unit_to_uint16
+from autoenc.sar.normalisation import codes_from_unit as unit_to_uint16
 
 TARGETS = [0.25, 0.5, 1.0, 2.0]
 DTYPES = ["uint8", "uint16"]

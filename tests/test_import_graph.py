@@ -127,3 +127,50 @@ def test_decompress_runs_with_lightning_blocked(tmp_path: Path) -> None:
     assert expected.shape == (64, 64) and np.isfinite(expected).all()
     for out in outs:
         np.testing.assert_array_equal(_read(out), expected)
+
+
+#: What the codec may import of ``autoenc.data``: the package and the speckle model (public).
+CODEC_MAY_USE_DATA = {"autoenc.data", "autoenc.data.speckle"}
+
+CODEC_IMPORTS = (
+    "autoenc.codec.cli",
+    "autoenc.codec.decode",
+    "autoenc.codec.model_io",
+    "autoenc.codec.scene",
+)
+SAR_IMPORTS = (
+    "autoenc.sar",
+    "autoenc.sar.calibration",
+    "autoenc.sar.normalisation",
+    "autoenc.sar.radiometry",
+    "autoenc.sar.scene_input",
+    "autoenc.sar.geotiff",
+)
+
+
+def _modules_after(imports: tuple[str, ...]) -> list[str]:
+    code = (
+        "import importlib, json, sys\n"
+        f"for m in {imports!r}: importlib.import_module(m)\n"
+        "print(json.dumps(sorted(sys.modules)))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=300
+    )
+    return list(json.loads(out.stdout))
+
+
+def test_codec_imports_nothing_of_prepare() -> None:
+    # Issue 13: the codec stands on autoenc.sar, not on prepare's internals (scan, scene_input,
+    # radiometry lived in autoenc.data).
+    loaded = _modules_after(CODEC_IMPORTS)
+    data = {m for m in loaded if m == "autoenc.data" or m.startswith("autoenc.data.")}
+    assert data <= CODEC_MAY_USE_DATA, sorted(data - CODEC_MAY_USE_DATA)
+    assert "autoenc.sar.radiometry" in loaded and "autoenc.sar.scene_input" in loaded
+
+
+def test_sar_stands_on_numpy_without_torch() -> None:
+    loaded = _modules_after(SAR_IMPORTS)
+    heavy = [m for m in loaded if m.split(".")[0] in ("torch", "lightning", "torchmetrics")]
+    assert heavy == []
+    assert not [m for m in loaded if m.startswith("autoenc.data")]

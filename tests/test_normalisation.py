@@ -7,13 +7,14 @@ import math
 import numpy as np
 import pytest
 
-from autoenc.data.radiometry import BlockConverter, Calibration
+from autoenc.sar.calibration import Calibration
 from autoenc.sar.normalisation import (
     CODE_MAX,
     Normalisation,
     codes_from_unit,
     unit_from_codes,
 )
+from autoenc.sar.radiometry import BlockConverter
 
 N_WINDOWS = 40
 
@@ -91,18 +92,6 @@ def test_dict_round_trip_and_missing_key_named() -> None:
             Normalisation.from_dict(d)
     with pytest.raises(ValueError, match="invalid dB window"):
         Normalisation(5.0, -25.0)
-
-
-def test_old_names_in_data_sar_are_the_record() -> None:
-    from autoenc.data import sar
-
-    assert sar.Normalisation is Normalisation
-    n = Normalisation(-25.0, 5.0)
-    db = np.linspace(-30.0, 10.0, 1001, dtype=np.float32)
-    np.testing.assert_array_equal(sar.db_to_unit(db, -25.0, 5.0), n.to_unit(db))
-    u = n.to_unit(db)
-    np.testing.assert_array_equal(sar.unit_to_db(u, -25.0, 5.0), n.from_unit(u).astype(np.float32))
-    np.testing.assert_array_equal(sar.unit_to_uint16(u), codes_from_unit(u))
 
 
 # raw input -> dB (the prepare/compress converter) and its inverse (the decoder's formulas)

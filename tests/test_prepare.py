@@ -21,7 +21,7 @@ from autoenc.data import patchify
 from autoenc.data.dataset_format import read_manifest, validate_shards
 from autoenc.data.patches import PatchDataset
 from autoenc.data.prepare import PrepareConfig, prepare
-from autoenc.geotiff import SceneError
+from autoenc.sar.geotiff import SceneError
 
 P = 16
 

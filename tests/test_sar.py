@@ -7,17 +7,23 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from autoenc.data.sar import (
+from autoenc.sar.normalisation import Normalisation
+from autoenc.sar.normalisation import codes_from_unit as unit_to_uint16
+from autoenc.sar.normalisation import unit_from_codes as uint16_to_unit
+from autoenc.sar.radiometry import (
     DEFAULT_NOISE_FLOOR_DB,
-    Normalisation,
     db_to_intensity,
-    db_to_unit,
     intensity_to_db,
-    uint16_to_unit,
-    unit_to_db,
-    unit_to_uint16,
     valid_mask,
 )
+
+
+def db_to_unit(db: np.ndarray, vmin: float, vmax: float) -> np.ndarray:
+    return Normalisation(vmin, vmax).to_unit(db)
+
+
+def unit_to_db(u: np.ndarray, vmin: float, vmax: float) -> np.ndarray:
+    return Normalisation(vmin, vmax).from_unit(u).astype(np.float32)
 
 
 def test_db_unit_round_trip_inside_window() -> None:

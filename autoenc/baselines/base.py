@@ -67,7 +67,7 @@ def check_dtype(dtype: DTypeLike) -> np.dtype[np.unsignedinteger[Any]]:
     if dt.kind != "u" or dt.itemsize not in (1, 2):
         raise ValueError(
             f"dtype {dt} is not supported: expected uint8 or uint16 codes "
-            "(see autoenc.data.sar.unit_to_uint16)"
+            "(see autoenc.sar.normalisation.codes_from_unit)"
         )
     return np.dtype(np.uint8) if dt.itemsize == 1 else np.dtype(np.uint16)
 

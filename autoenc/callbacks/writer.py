@@ -14,7 +14,7 @@ from lightning.pytorch.callbacks import BasePredictionWriter
 from typing_extensions import override
 
 from autoenc.data.dataset_format import write_manifest, write_npy, write_shard
-from autoenc.data.sar import unit_to_uint16
+from autoenc.sar.normalisation import codes_from_unit
 
 
 class PatchPredictionWriter(BasePredictionWriter):
@@ -58,7 +58,7 @@ class PatchPredictionWriter(BasePredictionWriter):
         dataloader_idx: int,
     ) -> None:
         # (B, 1, H, W) in [0, 1] -> the same uint16 codes as the source dataset
-        quantised = unit_to_uint16(prediction["x_hat"].float().cpu().numpy())
+        quantised = codes_from_unit(prediction["x_hat"].float().cpu().numpy())
         latents = prediction["y"].float().cpu().numpy()  # (B, C, H/16, W/16)
         scenes = list(batch["scene_id"])
         start = 0

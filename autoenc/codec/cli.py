@@ -42,8 +42,8 @@ def _run(func: Callable[[], None], quiet: bool) -> int:
     """Run a command body and map every failure to its exit code and a one-line message."""
     from autoenc.codec.container import CorruptStreamError
     from autoenc.codec.model_io import ModelError
-    from autoenc.geotiff import SceneError
     from autoenc.models import DeviceMismatchError
+    from autoenc.sar.geotiff import SceneError
 
     try:
         func()

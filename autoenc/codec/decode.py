@@ -48,8 +48,8 @@ from autoenc.codec.payload import (
 )
 from autoenc.codec.rate import header_rate
 from autoenc.codec.stats import CodecStats
-from autoenc.geotiff import GeoTiffWriter
 from autoenc.models import DeviceMismatchError
+from autoenc.sar.geotiff import GeoTiffWriter
 from autoenc.tiling import TileGrid
 
 

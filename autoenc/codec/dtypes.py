@@ -2,7 +2,7 @@
 # Licensed under the MIT License.
 """Scene dtypes of the codec: which are coded, and decoded values back in the input's dtype.
 
-One table, :data:`autoenc.geotiff.RASTER_DTYPES`, decides which band dtypes exist for the codec:
+One table, :data:`autoenc.sar.geotiff.RASTER_DTYPES`, decides which band dtypes exist for the codec:
 ``compress`` refuses the others (:func:`check_scene_dtype`), the header reader refuses them
 (:mod:`autoenc.codec.header`) and the GeoTIFF writer refuses them, so a file that compresses
 always decompresses. Complex bands (SLC) must be detected (``|z|``) first; float16 has no
@@ -23,7 +23,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from autoenc.codec.header import SceneHeader
-from autoenc.geotiff import RASTER_DTYPES
+from autoenc.sar.geotiff import RASTER_DTYPES
 from autoenc.sar.normalisation import Normalisation
 
 

@@ -16,7 +16,7 @@ outside the window are coded in EXCP chunks, quantised to ``s`` dB, see
 
 Invariants:
     * a :class:`SceneHeader` only holds values inside :data:`LIMITS`;
-    * ``input.dtype`` is one of :data:`autoenc.geotiff.RASTER_DTYPES`, the table shared by the
+    * ``input.dtype`` is one of :data:`autoenc.sar.geotiff.RASTER_DTYPES`, the table shared by the
       compressor, this reader and the GeoTIFF writer.
 """
 
@@ -29,8 +29,8 @@ from typing import Any
 import numpy as np
 
 from autoenc.codec.container import CorruptStreamError
-from autoenc.data.radiometry import CalibrationLUT
-from autoenc.geotiff import RASTER_DTYPES, GeoMetadata, check_nodata
+from autoenc.sar.calibration import CalibrationLUT
+from autoenc.sar.geotiff import RASTER_DTYPES, GeoMetadata, check_nodata
 
 KINDS = ("amplitude", "intensity", "db")
 

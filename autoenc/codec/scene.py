@@ -41,11 +41,10 @@ from autoenc.codec.model_io import LoadedCodec
 from autoenc.codec.payload import pack_mask, pack_tile
 from autoenc.codec.rate import header_fields, rate_kwargs
 from autoenc.codec.stats import CodecStats
-from autoenc.data.radiometry import VALID, BlockConverter
-from autoenc.data.scan import row_extents
-from autoenc.data.scene_input import open_input
-from autoenc.geotiff import SceneReader
+from autoenc.sar.geotiff import SceneReader
 from autoenc.sar.normalisation import Normalisation
+from autoenc.sar.radiometry import VALID, BlockConverter, row_extents
+from autoenc.sar.scene_input import open_input
 from autoenc.tiling import TileGrid, receptive_halo
 
 __all__ = ["FILL_UNIT", "CodecStats", "compress_scene", "decompress_scene"]

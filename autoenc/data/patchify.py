@@ -20,10 +20,10 @@ import numpy as np
 from numpy.typing import NDArray
 
 from autoenc.data.dataset_format import file_sha256, write_npy, write_shard
-from autoenc.data.radiometry import VALID, BlockConverter
 from autoenc.data.scan import ScanResult
-from autoenc.geotiff import SceneReader
+from autoenc.sar.geotiff import SceneReader
 from autoenc.sar.normalisation import CODE_MAX, Normalisation
+from autoenc.sar.radiometry import VALID, BlockConverter
 
 REJECTIONS: tuple[str, ...] = ("invalid", "saturated", "flat")
 

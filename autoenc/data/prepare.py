@@ -39,12 +39,12 @@ from autoenc.data.patchify import REJECTIONS, PatchFilter, SceneOutput, patch_sc
 from autoenc.data.prepare_checks import check_patches, check_window, too_small
 from autoenc.data.prepare_folder import STATE_DIR as STATE_DIR  # re-exported
 from autoenc.data.prepare_folder import PrepareFolder
-from autoenc.data.radiometry import INPUT_KINDS, BlockConverter
-from autoenc.data.sar import DEFAULT_NOISE_FLOOR_DB, Normalisation
 from autoenc.data.scan import ScanResult, choose_window, clip_fractions, scan_scene
-from autoenc.data.scene_input import open_input
 from autoenc.data.split_file import read_split_file
-from autoenc.geotiff import SceneError, SceneReader, find_scenes
+from autoenc.sar.geotiff import SceneError, SceneReader, find_scenes
+from autoenc.sar.normalisation import Normalisation
+from autoenc.sar.radiometry import DEFAULT_NOISE_FLOOR_DB, INPUT_KINDS, BlockConverter
+from autoenc.sar.scene_input import open_input
 
 log = logging.getLogger(__name__)
 STATE_VERSION = 1

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from autoenc.data.prepare import PrepareConfig, PrepareReport, prepare
-from autoenc.data.sar import DEFAULT_NOISE_FLOOR_DB
-from autoenc.geotiff import SceneError
+from autoenc.sar.geotiff import SceneError
+from autoenc.sar.radiometry import DEFAULT_NOISE_FLOOR_DB
 
 log = logging.getLogger(__name__)
 
@@ -254,7 +254,7 @@ def prepare_main(argv: list[str] | None = None) -> int:
             on_error=args.on_error,
         )
         if not args.quiet:
-            from autoenc.geotiff import find_scenes, open_scene
+            from autoenc.sar.geotiff import find_scenes, open_scene
 
             rows = 0
             for path in find_scenes(args.inputs):

@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from autoenc.data.radiometry import (
+from autoenc.sar.geotiff import SceneReader, blocks
+from autoenc.sar.radiometry import (
     NODATA,
     NONPOSITIVE,
     REASONS,
@@ -26,7 +27,6 @@ from autoenc.data.radiometry import (
     ZERO_BORDER,
     BlockConverter,
 )
-from autoenc.geotiff import SceneReader
 
 HIST_LO_DB, HIST_HI_DB, HIST_BIN_DB = -100.0, 100.0, 0.01
 HIST_BINS = round((HIST_HI_DB - HIST_LO_DB) / HIST_BIN_DB)
@@ -51,15 +51,6 @@ class ScanResult:
     def valid(self) -> int:
         """Number of valid pixels."""
         return int(self.counts["valid"])
-
-
-def blocks(height: int, width: int, rows: int, cols: int) -> list[tuple[int, int, int, int]]:
-    """Row-major ``(row, col, h, w)`` windows tiling a ``height x width`` scene."""
-    return [
-        (r, c, min(rows, height - r), min(cols, width - c))
-        for r in range(0, height, rows)
-        for c in range(0, width, cols)
-    ]
 
 
 def scan_scene(
@@ -212,23 +203,3 @@ def choose_window(
     if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
         raise ValueError(f"degenerate dB window ({lo}, {hi}): the training data are constant?")
     return float(lo), float(hi), info
-
-
-def row_extents(
-    reader: SceneReader, block_rows: int = 256, block_cols: int = 4096
-) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
-    """Per row, the first and last non-zero column (``W`` and ``-1`` for all-zero rows).
-
-    Zeros outside them are the untagged border; a cheap streaming pass, O(H) memory.
-    """
-    h, w = reader.height, reader.width
-    first = np.full(h, w, dtype=np.int64)
-    last = np.full(h, -1, dtype=np.int64)
-    for r, c, bh, bw in blocks(h, w, block_rows, block_cols):
-        nz = reader.read(r, c, bh, bw) != 0
-        has = nz.any(axis=1)
-        lo = c + nz.argmax(axis=1)
-        hi = c + bw - 1 - nz[:, ::-1].argmax(axis=1)
-        first[r : r + bh] = np.where(has, np.minimum(first[r : r + bh], lo), first[r : r + bh])
-        last[r : r + bh] = np.where(has, np.maximum(last[r : r + bh], hi), last[r : r + bh])
-    return first, last

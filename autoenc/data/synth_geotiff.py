@@ -20,7 +20,7 @@ from numpy.typing import NDArray
 
 from autoenc.data.speckle import PRODUCTS, SpeckleModel
 from autoenc.data.synth import SceneContent, synth_scene
-from autoenc.geotiff import GeoMetadata, GeoTiffWriter, epsg_wkt
+from autoenc.sar.geotiff import GeoMetadata, GeoTiffWriter, epsg_wkt
 
 SynthKind = Literal["intensity", "amplitude", "db"]
 #: Calibration constant of synthetic DN: σ⁰ = DN² / A² (Sentinel-1 IW values are similar).

@@ -485,7 +485,7 @@ def test_no_overwrite_holds_even_when_the_output_appears_meanwhile(tmp_path: Pat
     """Without --overwrite, a file created while the output was being written is kept."""
     from autoenc.atomic import OutputExistsError
     from autoenc.codec.container import ContainerWriter
-    from autoenc.geotiff import GeoTiffWriter
+    from autoenc.sar.geotiff import GeoTiffWriter
 
     aec, tif = tmp_path / "x.aec", tmp_path / "x.tif"
     with pytest.raises(OutputExistsError), ContainerWriter(aec, {"k": 1}, overwrite=False) as w:

@@ -33,7 +33,7 @@ from autoenc.cli import main
 from autoenc.data.datamodule import PatchDataModule
 from autoenc.data.dataset_format import read_manifest, validate_shards
 from autoenc.data.prepare import PrepareConfig, prepare
-from autoenc.data.scene_input import open_input
+from autoenc.sar.scene_input import open_input
 
 pytestmark = pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
 

@@ -3,13 +3,14 @@
 
 """GeoTIFF scenes in windows: the only package that imports rasterio.
 
-:mod:`~autoenc.geotiff.metadata` holds :class:`GeoMetadata` (georeferencing and descriptive
+:mod:`~autoenc.sar.geotiff.metadata` holds :class:`GeoMetadata` (georeferencing and descriptive
 metadata as JSON-friendly values), the dtype table and the I/O errors;
-:mod:`~autoenc.geotiff.reader` reads a band in windows; :mod:`~autoenc.geotiff.writer` writes
+:mod:`~autoenc.sar.geotiff.reader` reads a band in windows (:func:`blocks` tiles it);
+:mod:`~autoenc.sar.geotiff.writer` writes
 one back atomically, restoring the metadata.
 """
 
-from autoenc.geotiff.metadata import (
+from autoenc.sar.geotiff.metadata import (
     GDAL_CACHE_MB,
     POLARISATIONS,
     RASTER_DTYPES,
@@ -18,8 +19,8 @@ from autoenc.geotiff.metadata import (
     SceneError,
     check_nodata,
 )
-from autoenc.geotiff.reader import SceneReader, find_scenes, open_scene, polarisation_of
-from autoenc.geotiff.writer import GeoTiffWriter, epsg_wkt
+from autoenc.sar.geotiff.reader import SceneReader, blocks, find_scenes, open_scene, polarisation_of
+from autoenc.sar.geotiff.writer import GeoTiffWriter, epsg_wkt
 
 __all__ = [
     "GDAL_CACHE_MB",
@@ -30,6 +31,7 @@ __all__ = [
     "GeoTiffWriter",
     "SceneError",
     "SceneReader",
+    "blocks",
     "check_nodata",
     "epsg_wkt",
     "find_scenes",

@@ -19,7 +19,7 @@ from rasterio.errors import NotGeoreferencedWarning
 from rasterio.transform import Affine
 from rasterio.windows import Window
 
-from autoenc.geotiff.metadata import (
+from autoenc.sar.geotiff.metadata import (
     _POL_RE,
     IO_ERRORS,
     POLARISATIONS,
@@ -28,6 +28,15 @@ from autoenc.geotiff.metadata import (
     SceneError,
     io_message,
 )
+
+
+def blocks(height: int, width: int, rows: int, cols: int) -> list[tuple[int, int, int, int]]:
+    """Row-major ``(row, col, h, w)`` windows tiling a ``height x width`` scene."""
+    return [
+        (r, c, min(rows, height - r), min(cols, width - c))
+        for r in range(0, height, rows)
+        for c in range(0, width, cols)
+    ]
 
 
 def find_scenes(paths: list[Path]) -> list[Path]:

@@ -11,38 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from autoenc.data.radiometry import (
-    BlockConverter,
-    Calibration,
-    CalibrationLUT,
-    detect_input_kind,
-    safe_calibration_file,
-)
-from autoenc.data.sar import DEFAULT_NOISE_FLOOR_DB
-from autoenc.geotiff import SceneReader
-
-
-def calibration_for(path: Path, spec: str, lut: str = "sigmaNought") -> Calibration:
-    """Resolve ``--calibration`` (auto | none | constant A | XML file) for one scene.
-
-    Raises:
-        ValueError: a non-positive constant or an unreadable calibration annotation.
-    """
-    c = spec.strip()
-    if c in ("none", ""):
-        return Calibration()
-    if c == "auto":
-        xml = safe_calibration_file(path)
-        return Calibration(lut=CalibrationLUT.from_xml(xml, lut)) if xml else Calibration()
-    try:
-        a = float(c)
-    except ValueError:
-        return Calibration(lut=CalibrationLUT.from_xml(c, lut))
-    if not (np.isfinite(a) and a > 0):
-        raise ValueError(f"calibration constant must be finite and > 0, got {c!r}")
-    return Calibration(constant=a)
+from autoenc.sar.calibration import Calibration, calibration_for
+from autoenc.sar.geotiff import SceneReader
+from autoenc.sar.radiometry import DEFAULT_NOISE_FLOOR_DB, BlockConverter, detect_input_kind
 
 
 def open_input(

@@ -21,7 +21,7 @@ from rasterio.transform import Affine
 from rasterio.windows import Window
 
 from autoenc.atomic import commit, make_temp
-from autoenc.geotiff.metadata import (
+from autoenc.sar.geotiff.metadata import (
     IO_ERRORS,
     RASTER_DTYPES,
     GeoMetadata,
