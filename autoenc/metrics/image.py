@@ -7,8 +7,8 @@ Every function takes ``x_hat`` (reconstruction) and ``x`` (original) as ``(B, 1,
 tensors in the unit window ``[0, 1]``, where ``u`` stands for ``vmin_db + u * (vmax_db - vmin_db)``
 (see :mod:`autoenc.sar.normalisation`), and returns one value per sample, ``(B,)`` float32, on the
 input's device. ``x_hat`` is clamped to ``[0, 1]`` first, because a decoder output outside
-the window cannot be stored. Work is done in float32 with autocast off (sums in float64), so the numbers do
-not depend on AMP settings.
+the window cannot be stored. Work is done in float32 with autocast off (sums in float64), so
+the numbers do not depend on AMP settings.
 
 The optional ``valid`` mask, ``(B, 1, H, W)`` bool, marks usable pixels (``None``: all); masked
 metrics ignore whatever the other pixels hold, NaN included. SSIM and MS-SSIM are window
