@@ -56,7 +56,7 @@ from torchmetrics.functional.image import (
 
 from autoenc.baselines import available_codecs, get_codec
 from autoenc.metrics import evaluate_batch, ms_ssim, psnr, sar_metrics, ssim
-from autoenc.sar.normalisation import codes_from_unit
+from autoenc.sar.normalisation import Normalisation, codes_from_unit
 
 NAME = "eval"
 WINDOW_DB = (-35.0, 5.0)
@@ -72,7 +72,7 @@ def make_batch(batch: int, size: int, seed: int) -> tuple[torch.Tensor, torch.Te
     field_db = F.interpolate(levels, size=(size, size), mode="nearest")
     speckle = torch.from_numpy(rng.standard_gamma(LOOKS, (batch, 1, size, size)) / LOOKS)
     db = field_db + 10.0 * torch.log10(speckle)
-    x = ((db - WINDOW_DB[0]) / (WINDOW_DB[1] - WINDOW_DB[0])).clamp(0.0, 1.0).float()
+    x = Normalisation(*WINDOW_DB).to_unit(db).float()  # float64 dB -> unit, then float32
     blurred = F.avg_pool2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), 3, stride=1)
     noise = torch.from_numpy(rng.normal(0.0, 0.01, tuple(x.shape))).float()
     x_hat = (blurred + noise).clamp(0.0, 1.0)

@@ -30,7 +30,8 @@ from autoenc.metrics import (
     ssim,
     unit_to_intensity,
 )
-from autoenc.metrics.image import ssim_and_ms_ssim
+from autoenc.metrics.ssim import ssim_and_ms_ssim
+from autoenc.sar.normalisation import Normalisation
 
 WINDOW = (-25.0, 5.0)
 # Wide enough that L = 1 speckle on -15..-5 dB fields almost never clips (P < 1e-3 per pixel).
@@ -466,3 +467,38 @@ def test_sar_metrics_match_plain_float64_reference(size: tuple[int, int], block:
                     value,
                     expected,
                 )
+
+
+# --- the metrics' dB and intensity are Normalisation's (issue 13: each conversion once) -------
+
+
+def test_metric_db_and_intensity_are_normalisation_s() -> None:
+    """unit_to_intensity is Normalisation.inverse, rmse_db and bias_db its dB differences."""
+    gen = torch.Generator().manual_seed(21)
+    x = torch.rand(3, 1, 48, 48, generator=gen)
+    x_hat = (x + 0.05 * torch.randn(x.shape, generator=gen)).clamp(0.0, 1.0)
+    for window in (WINDOW, WIDE, (-24.3, 7.1)):
+        n = Normalisation(*window)
+        got = unit_to_intensity(x, window)
+        assert got.dtype == torch.float64
+        assert torch.equal(got, n.inverse(x.double()))  # the same tensor path, bit for bit
+        assert torch.equal(got, unit_to_intensity(x, n))  # a record or a pair: one window
+        db = n.from_unit(x.double().numpy())  # Normalisation's numpy dB, float64
+        np.testing.assert_allclose(10.0 * np.log10(got.numpy()), db, rtol=0, atol=1e-9)
+        err = n.from_unit(x_hat.double().numpy()) - db  # (B, 1, H, W) dB
+        rmse = np.sqrt(np.mean(err**2, axis=(1, 2, 3)))
+        np.testing.assert_allclose(rmse_db(x_hat, x, window).numpy(), rmse, rtol=1e-6)
+        bias = sar_metrics(x_hat, x, window, 4.4)["bias_db"].numpy()
+        np.testing.assert_allclose(bias, err.mean(axis=(1, 2, 3)), rtol=1e-5, atol=1e-6)
+
+
+def test_a_normalisation_window_gives_the_pair_s_numbers() -> None:
+    rng = np.random.default_rng(22)
+    x = to_unit(speckled(rng, piecewise_field(rng, 64), 4.4), WIDE)
+    x_hat, truth = box_blur(x), box_blur(box_blur(x))
+    pair = evaluate_batch(x_hat, x, WIDE, 4.4, truth=truth)
+    record = evaluate_batch(x_hat, x, Normalisation(*WIDE), 4.4, truth=truth)
+    assert pair.keys() == record.keys()
+    for name, value in pair.items():
+        assert torch.equal(value.nan_to_num(-1.0), record[name].nan_to_num(-1.0)), name
+    assert psnr_cap(4.4, Normalisation(*WIDE)) == psnr_cap(4.4, WIDE) == psnr_cap(4.4, 60.0)

@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+import torch
 
 from autoenc.sar.calibration import Calibration
 from autoenc.sar.normalisation import (
@@ -14,7 +15,7 @@ from autoenc.sar.normalisation import (
     codes_from_unit,
     unit_from_codes,
 )
-from autoenc.sar.radiometry import BlockConverter
+from autoenc.sar.radiometry import BlockConverter, db_to_intensity
 
 N_WINDOWS = 40
 
@@ -123,3 +124,90 @@ def test_raw_to_codes_and_back_within_one_code(kind: str) -> None:
         # and the raw value itself comes back within one code step of the window
         step = (n.vmax_db - n.vmin_db) / CODE_MAX
         assert np.abs(conv.to_db(raw_back, 0, 0) - db).max() <= step
+
+
+# --- the same formulas on torch tensors (the metrics and the data loader use them) ------------
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+F32 = 4 * float(np.finfo(np.float32).eps)  # relative float32 tolerance
+_Case = tuple[torch.Tensor, np.ndarray, float, float]  # tensor path, numpy path, rtol, atol
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_tensor_path_equals_the_numpy_path(device: str) -> None:
+    """Tensor in -> tensor out on its device, in its dtype, equal to numpy to float32 rounding."""
+    rng = np.random.default_rng(7)
+    for n in _windows(7)[:10]:
+        scale = max(abs(n.vmin_db), abs(n.vmax_db))
+        db = rng.uniform(n.vmin_db - 10.0, n.vmax_db + 10.0, (2, 1, 16, 16))  # some outside
+        unit = rng.uniform(-0.1, 1.1, (2, 1, 16, 16))
+        q = rng.integers(0, 1 << 16, (2, 1, 16, 16)).astype(np.uint16)
+        for dtype in (torch.float32, torch.float64):
+            t_db = torch.tensor(db, dtype=dtype, device=device)
+            t_unit = torch.tensor(unit, dtype=dtype, device=device)
+            before = t_unit.clone()
+            cases: list[_Case] = [
+                (n.to_unit(t_db), n.to_unit(db), 0.0, F32),
+                (n.from_unit(t_unit), n.from_unit(unit), 0.0, F32 * scale),
+                (n.inverse(t_unit), n.inverse(unit), F32 * scale, 0.0),  # dB error * ln 10 / 10
+            ]
+            for got, want, rtol, atol in cases:
+                assert isinstance(got, torch.Tensor)
+                assert got.dtype == dtype and got.device.type == device
+                np.testing.assert_allclose(got.cpu().numpy(), want, rtol=rtol, atol=atol)
+            assert torch.equal(t_unit, before)  # inputs are never modified
+        if device == "cpu":  # float64 tensors and numpy take the same float64 steps
+            assert np.array_equal(n.from_unit(torch.from_numpy(unit)).numpy(), n.from_unit(unit))
+        t_q = torch.from_numpy(q).to(device)
+        for got, want, atol in ((unit_from_codes(t_q), unit_from_codes(q), F32),
+                                (n.from_codes(t_q), n.from_codes(q), F32 * scale)):  # fmt: skip
+            assert got.dtype == torch.float32 and got.device.type == device
+            np.testing.assert_allclose(got.cpu().numpy(), want, rtol=0, atol=atol)
+        # the codes back from the tensor path's units are the codes themselves
+        np.testing.assert_array_equal(codes_from_unit(unit_from_codes(t_q).cpu().numpy()), q)
+
+
+def test_integer_tensors_compute_in_float32_and_codes_are_not_overwritten() -> None:
+    n = Normalisation(-25.0, 5.0)
+    assert n.to_unit(torch.tensor([-25, -10, 5])).tolist() == [0.0, 0.5, 1.0]
+    assert n.from_unit(torch.tensor([0, 1])).dtype == torch.float32
+    f = torch.tensor([0.0, 65535.0])  # float32 "codes": divided into a new tensor
+    assert unit_from_codes(f).tolist() == [0.0, 1.0] and f.tolist() == [0.0, 65535.0]
+    i32 = torch.tensor([0, 32768, 65535], dtype=torch.int32)  # the evaluation's int32 codes
+    assert torch.equal(unit_from_codes(i32), torch.from_numpy(unit_from_codes(i32.numpy())))
+
+
+def test_width_scales_unit_differences_to_db() -> None:
+    rng = np.random.default_rng(8)
+    for n in _windows(8):
+        assert n.width_db == n.vmax_db - n.vmin_db == n.window[1] - n.window[0]
+        a, b = rng.random(256), rng.random(256)
+        diff = n.from_unit(a) - n.from_unit(b)
+        tol = 4 * np.finfo(np.float64).eps * max(abs(n.vmin_db), abs(n.vmax_db))
+        np.testing.assert_allclose(diff, n.width_db * (a - b), rtol=0, atol=tol)
+
+
+def test_from_window_takes_a_pair_or_a_record_and_names_a_bad_one() -> None:
+    n = Normalisation(-20.0, 0.0, -35.0)
+    assert Normalisation.from_window(n) is n
+    assert Normalisation.from_window((-20, 0.0)) == Normalisation(-20.0, 0.0)
+    assert Normalisation.from_window(np.array([-20.0, 0.0])).window == (-20.0, 0.0)
+    for bad in [(0.0,), (1.0, 2.0, 3.0), "ab", 3.0, ("x", 1.0)]:
+        with pytest.raises(ValueError, match=r"window_db must be \(vmin_db, vmax_db\), got"):
+            Normalisation.from_window(bad)  # type: ignore[arg-type]
+    for bad_window in [(5.0, -25.0), (0.0, 0.0), (math.nan, 1.0), (0.0, math.inf)]:
+        with pytest.raises(ValueError, match=r"window_db \(.*\): invalid dB window"):
+            Normalisation.from_window(bad_window)
+
+
+def test_db_to_intensity_tensor_path_and_inplace() -> None:
+    db = np.linspace(-40.0, 40.0, 81)
+    t = torch.from_numpy(db.copy())  # float64
+    out = db_to_intensity(t)
+    assert out.dtype == torch.float64 and torch.equal(t, torch.from_numpy(db))
+    np.testing.assert_allclose(out.numpy(), 10.0 ** (db / 10.0), rtol=1e-14)
+    np.testing.assert_allclose(out.numpy(), db_to_intensity(db), rtol=F32)  # numpy: float32
+    same = db_to_intensity(t, inplace=True)
+    assert same is t and torch.equal(same, out)
+    with pytest.raises(ValueError, match="inplace=True applies to torch tensors"):
+        db_to_intensity(db, inplace=True)  # type: ignore[call-overload]

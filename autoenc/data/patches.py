@@ -23,14 +23,17 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from autoenc.sar.normalisation import CODE_MAX
+from autoenc.sar.normalisation import CODE_MAX, unit_from_codes
 
-UINT16_SCALE = CODE_MAX  # torch twin of autoenc.sar.normalisation.unit_from_codes
+UINT16_SCALE = CODE_MAX  # codes are rint(unit * UINT16_SCALE) (autoenc.sar.normalisation)
 
 
 def decode(codes: Tensor) -> Tensor:
-    """uint16 codes -> float32 in [0, 1] (``q / 65535``), on whatever device ``codes`` live."""
-    return codes.to(torch.float32).div_(UINT16_SCALE)
+    """uint16 codes -> float32 in [0, 1] (``q / 65535``), on whatever device ``codes`` live.
+
+    :func:`autoenc.sar.normalisation.unit_from_codes` of a tensor: the one code -> unit map.
+    """
+    return unit_from_codes(codes)
 
 
 def d4_transform(x: Tensor, k: int, flip: bool) -> Tensor:

@@ -41,7 +41,7 @@ from autoenc.evaluation.learned import LearnedCodec
 from autoenc.evaluation.records import GALLERY_NAME, Results, save_gallery
 from autoenc.metrics import TRUTH_CV_MAX, evaluate_batch, psnr
 from autoenc.metrics.sar import estimate_looks, psnr_cap, sigma_db, unit_to_intensity
-from autoenc.sar.normalisation import codes_from_unit
+from autoenc.sar.normalisation import Normalisation, codes_from_unit
 
 log = logging.getLogger(__name__)
 
@@ -173,8 +173,8 @@ def evaluate(cfg: EvalConfig, out: Path, progress: bool = False) -> Results:
     """
     t_start = time.perf_counter()
     dataset, manifest = _split_dataset(Path(cfg.root), cfg.split)
-    norm = manifest["normalisation"]
-    window = (float(norm["vmin_db"]), float(norm["vmax_db"]))
+    norm = Normalisation.from_dict(manifest["normalisation"])
+    window = norm.window
     n = len(dataset) if cfg.limit is None else min(len(dataset), cfg.limit)
     if n == 0:
         raise ValueError(f"nothing to evaluate: limit={cfg.limit}")
@@ -204,7 +204,7 @@ def evaluate(cfg: EvalConfig, out: Path, progress: bool = False) -> Results:
     truth = None if truth is None else truth.to(device)
     looks = cfg.looks
     if looks is None:
-        looks = estimate_looks(unit_to_intensity(x_all, window), valid=masks)
+        looks = estimate_looks(unit_to_intensity(x_all, norm), valid=masks)
     results = Results(
         meta={
             "autoenc": autoenc.__version__,
@@ -217,7 +217,7 @@ def evaluate(cfg: EvalConfig, out: Path, progress: bool = False) -> Results:
             "looks": float(looks),
             "looks_estimated": cfg.looks is None,
             "sigma_db": sigma_db(looks),
-            "psnr_cap": psnr_cap(looks, window[1] - window[0]),
+            "psnr_cap": psnr_cap(looks, norm),
             "device": str(device),
             "codecs": list(cfg.codecs),
             "ladder": [float(r) for r in cfg.ladder],
@@ -240,7 +240,7 @@ def evaluate(cfg: EvalConfig, out: Path, progress: bool = False) -> Results:
         results.meta.update(_truth_meta(manifest, x_all, truth, masks))
     keep = set(_gallery_indices(n, cfg.gallery))
     work = n * (len(models) + len(cfg.ladder) * len(codecs) + (len(models) if cfg.matched else 0))
-    run = _Run(results, codes, x_all, masks, truth, scene_ids, window, float(looks), device,
+    run = _Run(results, codes, x_all, masks, truth, scene_ids, norm, float(looks), device,
                cfg.batch_size, keep, _Progress(progress, work))  # fmt: skip
     try:
         for spec, model in zip(cfg.models, models, strict=True):
@@ -275,7 +275,7 @@ class _Run:
         masks: Tensor,
         truth: Tensor | None,
         scene_ids: list[str],
-        window: tuple[float, float],
+        norm: Normalisation,
         looks: float,
         device: torch.device,
         batch_size: int,
@@ -284,7 +284,7 @@ class _Run:
     ) -> None:
         self.results, self.codes, self.x_all, self.masks = results, codes, x_all, masks
         self.truth = truth  # (N, 1, P, P) on the device, or None
-        self.window, self.looks, self.device = window, looks, device
+        self.norm, self.looks, self.device = norm, looks, device
         self.batches = _batches(codes.shape[0], batch_size)
         self.keep, self.bar = keep, bar
         self.base: dict[str, list[Any]] = {"index": list(range(codes.shape[0])),
@@ -296,7 +296,7 @@ class _Run:
         """Every metric of one batch, on the device; keep its gallery patches."""
         x, valid = self.x_all[sl], self.masks[sl]  # already on the device
         truth = None if self.truth is None else self.truth[sl]
-        m = evaluate_batch(x_hat.to(self.device), x, self.window, self.looks, valid=valid,
+        m = evaluate_batch(x_hat.to(self.device), x, self.norm, self.looks, valid=valid,
                            truth=truth)  # fmt: skip
         for k, v in m.items():
             rows.setdefault(k, []).extend(v.double().cpu().tolist())

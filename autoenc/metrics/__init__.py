@@ -4,7 +4,7 @@
 """Per-sample quality metrics: image fidelity (PSNR, SSIM, MS-SSIM) and SAR statistics."""
 
 from autoenc.metrics.evaluate import evaluate_batch
-from autoenc.metrics.image import MS_SSIM_MIN_SIZE, epi, grad_ratio, ms_ssim, psnr, rmse_db, ssim
+from autoenc.metrics.image import MS_SSIM_MIN_SIZE, epi, grad_ratio, psnr, rmse_db
 from autoenc.metrics.sar import (
     block_stats,
     estimate_looks,
@@ -16,6 +16,7 @@ from autoenc.metrics.sar import (
     speckle_bias_db,
     unit_to_intensity,
 )
+from autoenc.metrics.ssim import ms_ssim, ssim, ssim_and_ms_ssim
 from autoenc.metrics.truth import TRUTH_CV_MAX, truth_metrics
 
 __all__ = [
@@ -36,6 +37,7 @@ __all__ = [
     "sigma_db",
     "speckle_bias_db",
     "ssim",
+    "ssim_and_ms_ssim",
     "truth_metrics",
     "unit_to_intensity",
 ]

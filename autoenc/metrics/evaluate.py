@@ -7,15 +7,17 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from autoenc.metrics.image import psnr, rmse_db, ssim_and_ms_ssim
+from autoenc.metrics.image import psnr, rmse_db
 from autoenc.metrics.sar import sar_metrics
+from autoenc.metrics.ssim import ssim_and_ms_ssim
 from autoenc.metrics.truth import TRUTH_CV_MAX, truth_metrics
+from autoenc.sar.normalisation import Normalisation
 
 
 def evaluate_batch(
     x_hat: Tensor,
     x: Tensor,
-    window_db: tuple[float, float],
+    window_db: tuple[float, float] | Normalisation,
     looks: float,
     valid: Tensor | None = None,
     *,
@@ -33,7 +35,7 @@ def evaluate_batch(
     Args:
         x_hat: reconstruction ``(B, 1, H, W)`` in [0, 1] (clamped).
         x: original ``(B, 1, H, W)`` in [0, 1].
-        window_db: the ``(vmin_db, vmax_db)`` window that maps to [0, 1].
+        window_db: the ``(vmin_db, vmax_db)`` window that maps to [0, 1], or its record.
         looks: the data's ENL, for choosing homogeneous blocks.
         valid: usable pixels, ``(B, 1, H, W)`` bool; None means all.
         truth: the clean reflectivity ``(B, 1, H, W)`` on the same window, or None.
@@ -44,14 +46,15 @@ def evaluate_batch(
     Returns:
         Metric name -> ``(B,)`` float32 tensor on the input's device.
     """
+    norm = Normalisation.from_window(window_db)  # checked once, shared by every metric
     ssim, ms_ssim = ssim_and_ms_ssim(x_hat, x)  # one pyramid: SSIM is MS-SSIM's first scale
     out = {
         "psnr": psnr(x_hat, x, valid),
-        "rmse_db": rmse_db(x_hat, x, window_db, valid),
+        "rmse_db": rmse_db(x_hat, x, norm, valid),
         "ssim": ssim,
         "ms_ssim": ms_ssim,
-        **sar_metrics(x_hat, x, window_db, looks, valid, block=block, k=k),
+        **sar_metrics(x_hat, x, norm, looks, valid, block=block, k=k),
     }
     if truth is not None:
-        out.update(truth_metrics(x_hat, x, truth, window_db, valid, block=block, cv_max=truth_cv))
+        out.update(truth_metrics(x_hat, x, truth, norm, valid, block=block, cv_max=truth_cv))
     return out

@@ -28,7 +28,7 @@ import math
 import torch
 from torch import Tensor
 
-from autoenc.metrics.image import _check_window, _no_autocast, _prepare, _sample_chunks, psnr
+from autoenc.metrics.image import _no_autocast, _prepare, _sample_chunks, psnr
 from autoenc.metrics.sar import (
     _block_stats,
     _check_block,
@@ -37,6 +37,7 @@ from autoenc.metrics.sar import (
     _mean_enl,
     unit_to_intensity,
 )
+from autoenc.sar.normalisation import Normalisation
 
 #: Largest intensity CV of the truth in a block used for ``enl_ratio_truth``.
 TRUTH_CV_MAX = 0.05
@@ -46,7 +47,7 @@ def truth_metrics(
     x_hat: Tensor,
     x: Tensor,
     truth: Tensor,
-    window_db: tuple[float, float],
+    window_db: tuple[float, float] | Normalisation,
     valid: Tensor | None = None,
     block: int = 16,
     cv_max: float = TRUTH_CV_MAX,
@@ -59,7 +60,7 @@ def truth_metrics(
         x_hat: reconstruction ``(B, 1, H, W)`` in [0, 1] (clamped).
         x: speckled original ``(B, 1, H, W)`` in [0, 1].
         truth: clean reflectivity ``(B, 1, H, W)`` on the same window, in [0, 1].
-        window_db: the ``(vmin_db, vmax_db)`` window that maps to [0, 1].
+        window_db: the ``(vmin_db, vmax_db)`` window that maps to [0, 1], or its record.
         valid: usable pixels, ``(B, 1, H, W)`` bool; None means all.
         block: block side in pixels.
         cv_max: largest intensity CV of the truth in a homogeneous block.
@@ -73,14 +74,14 @@ def truth_metrics(
     """
     if not (math.isfinite(cv_max) and cv_max > 0):
         raise ValueError(f"cv_max must be a finite number > 0, got {cv_max!r}")
-    _check_window(window_db)
+    norm = Normalisation.from_window(window_db)
     out = {"psnr_truth": psnr(x_hat, truth, valid)}
     with _no_autocast(x):
         x_hat, x, mask = _prepare(x_hat, x, valid)
         truth, _, _ = _prepare(truth, x, valid)  # same checks; clamped, invalid pixels zeroed
         _check_block(block, x.shape)
         parts = [
-            _truth_blocks(x_hat[c], x[c], truth[c], mask[c], window_db, block, cv_max)
+            _truth_blocks(x_hat[c], x[c], truth[c], mask[c], norm, block, cv_max)
             for c in _sample_chunks(x)
         ]
     out.update({name: torch.cat([p[name] for p in parts]) for name in parts[0]})
@@ -92,16 +93,16 @@ def _truth_blocks(
     x: Tensor,
     truth: Tensor,
     valid: Tensor,
-    window_db: tuple[float, float],
+    norm: Normalisation,
     block: int,
     cv_max: float,
 ) -> dict[str, Tensor]:
     """ENL ratio and fraction of the truth-homogeneous blocks of prepared images, float32."""
-    mean_r, var_r = _block_stats(unit_to_intensity(truth, window_db), block)
+    mean_r, var_r = _block_stats(unit_to_intensity(truth, norm), block)
     bad = ~valid | _clipped(x) | _clipped(truth)
     mask = _low_cv(mean_r, var_r, bad, block, cv_max)  # (B, H//block, W//block)
-    enl = _mean_enl(*_block_stats(unit_to_intensity(x, window_db), block), mask)
-    enl_hat = _mean_enl(*_block_stats(unit_to_intensity(x_hat, window_db), block), mask)
+    enl = _mean_enl(*_block_stats(unit_to_intensity(x, norm), block), mask)
+    enl_hat = _mean_enl(*_block_stats(unit_to_intensity(x_hat, norm), block), mask)
     fraction = mask.sum(dim=(1, 2)).double() / (mask.shape[1] * mask.shape[2])
     return {
         "enl_ratio_truth": (enl_hat / enl).float(),

@@ -19,15 +19,19 @@ runs of exact zeros at the start or end of each row (GRD swath fill, usually not
 
 from __future__ import annotations
 
+import math
 import re
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from autoenc.sar.arrays import is_tensor
 from autoenc.sar.calibration import Calibration
 
-if TYPE_CHECKING:  # rasterio only where scenes are read
+if TYPE_CHECKING:  # rasterio only where scenes are read; torch only where callers have it
+    from torch import Tensor
+
     from autoenc.sar.geotiff import SceneReader
 
 InputKind = Literal["amplitude", "intensity", "db"]
@@ -150,6 +154,7 @@ def _kind_from_values(s: NDArray[np.float64], dtype: np.dtype[Any]) -> tuple[Inp
 #: Floor applied before the log: below the IW NESZ (about -22 dB) so it never
 #: clips real signal, and it keeps log10 finite for zero or invalid pixels.
 DEFAULT_NOISE_FLOOR_DB: float = -30.0
+_NEPER_PER_DB = math.log(10.0) / 10.0  # 10 ** (d / 10) == exp(d * _NEPER_PER_DB)
 
 
 def valid_mask(i: ArrayLike) -> NDArray[np.bool_]:
@@ -173,8 +178,27 @@ def intensity_to_db(
     return (10.0 * np.log10(np.maximum(safe, floor))).astype(np.float32)
 
 
-def db_to_intensity(db: ArrayLike) -> NDArray[np.float32]:
-    """Convert dB back to linear intensity."""
+@overload
+def db_to_intensity(db: Tensor, *, inplace: bool = False) -> Tensor: ...
+@overload
+def db_to_intensity(db: ArrayLike) -> NDArray[np.float32]: ...
+def db_to_intensity(
+    db: ArrayLike | Tensor, *, inplace: bool = False
+) -> NDArray[np.float32] | Tensor:
+    """Convert dB back to linear intensity, ``10 ** (db / 10)``.
+
+    Arrays: computed in float64, returned as float32. A ``torch.Tensor`` gives a tensor on its
+    device, computed in its dtype as ``exp(db · ln 10 / 10)`` (the same value to ~1e-15
+    relative in float64, and ~3x faster than ``pow`` on CPU): the metrics' float64 intensity.
+    ``inplace=True`` (floating tensors only) overwrites ``db`` instead of allocating.
+
+    Raises:
+        ValueError: ``inplace`` with an array.
+    """
+    if is_tensor(db):
+        return (db.mul_(_NEPER_PER_DB) if inplace else db * _NEPER_PER_DB).exp_()
+    if inplace:
+        raise ValueError("db_to_intensity: inplace=True applies to torch tensors, not arrays")
     return np.power(10.0, np.asarray(db, dtype=np.float64) / 10.0).astype(np.float32)
 
 
