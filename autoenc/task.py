@@ -24,10 +24,10 @@ from torchmetrics.functional.image import structural_similarity_index_measure
 from typing_extensions import override
 
 from autoenc.checkpoint_io import check_state_fits
-from autoenc.data.dataset_format import preprocessing_of
 from autoenc.entropy import bits
 from autoenc.metrics.image import SSIM_KWARGS
 from autoenc.models import AutoencoderBase, build_model, model_spec
+from autoenc.sar.preprocessing import Preprocessing
 
 SchedulerName = Literal["plateau", "cosine", "none"]
 
@@ -172,7 +172,7 @@ class CompressionTask(LightningModule):
         self.finite_steps = 0  # training steps with a finite loss (NonFiniteGuard reads it)
         self.lmbda = lmbda
         self.aux_lr = aux_lr
-        self.preprocessing: dict[str, Any] | None = None
+        self.preprocessing: Preprocessing | None = None  # the training data's, for the codec
 
     @property
     def downsampling_factor(self) -> int:
@@ -245,7 +245,7 @@ class CompressionTask(LightningModule):
     def on_fit_start(self) -> None:
         manifest = getattr(getattr(self.trainer, "datamodule", None), "manifest", None)
         if manifest:
-            self.preprocessing = preprocessing_of(manifest)
+            self.preprocessing = Preprocessing.from_manifest(manifest)
 
     @override
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -261,7 +261,7 @@ class CompressionTask(LightningModule):
             if name in state:
                 state[name] = buf.detach().clone()
         if self.preprocessing is not None:
-            checkpoint["autoenc_preprocessing"] = self.preprocessing
+            checkpoint["autoenc_preprocessing"] = self.preprocessing.to_dict()
 
     @override
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -270,7 +270,7 @@ class CompressionTask(LightningModule):
         self.nonfinite_total = int(counts.get("total", 0))
         # Older checkpoints lack the count: their optimizer steps were finite ones.
         self.finite_steps = int(counts.get("finite", checkpoint.get("global_step", 0)))
-        self.preprocessing = checkpoint.get("autoenc_preprocessing")
+        self.preprocessing = self._preprocessing_of(checkpoint)
         # Table buffers are empty in a fresh module: size them to the saved ones before loading.
         own = dict(self.named_buffers())
         for name, saved in checkpoint.get("state_dict", {}).items():
@@ -280,6 +280,22 @@ class CompressionTask(LightningModule):
             trainer = self._trainer_or_none()
             path = trainer.ckpt_path if trainer is not None else None
             check_state_fits(self.state_dict(), checkpoint["state_dict"], path)
+
+    def _preprocessing_of(self, checkpoint: dict[str, Any]) -> Preprocessing | None:
+        """The checkpoint's ``autoenc_preprocessing`` record (None when it has none).
+
+        Raises:
+            ValueError: an invalid record, naming the checkpoint and the key.
+        """
+        record = checkpoint.get("autoenc_preprocessing")
+        if record is None:
+            return None
+        try:
+            return Preprocessing.from_dict(record)
+        except ValueError as e:
+            trainer = self._trainer_or_none()
+            path = trainer.ckpt_path if trainer is not None else None
+            raise ValueError(f"checkpoint {path or '(being loaded)'}: {e}") from None
 
     def _trainer_or_none(self) -> Any:
         try:

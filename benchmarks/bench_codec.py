@@ -250,10 +250,10 @@ def _largest_batch(aec: Path) -> int:
 class DbWindow:
     """The model's dB window: linear intensity -> [0, 1] units, and validity."""
 
-    def __init__(self, norm: dict[str, Any]) -> None:
-        self.norm = Normalisation.from_dict(norm)
-        self.lo, self.hi = self.norm.window
-        self.floor = float(norm["noise_floor_db"])
+    def __init__(self, norm: Normalisation) -> None:
+        self.norm = norm
+        self.lo, self.hi = norm.window
+        self.floor = float(norm.noise_floor_db)
 
     def units(self, inten: NDArray[Any]) -> tuple[NDArray[np.float32], NDArray[np.bool_]]:
         """(unit values, valid mask); invalid = NaN/Inf, <= 0 (zero border included)."""
@@ -361,7 +361,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from autoenc.codec.model_io import load_codec
 
     pre = load_codec(ckpt).preprocessing  # a checkpoint or a safetensors export
-    win = DbWindow(pre["normalisation"])
+    win = DbWindow(pre.normalisation)
     sizes = sorted(set(args.sizes))
     load_before = os.getloadavg()[0]
     t_start = time.perf_counter()

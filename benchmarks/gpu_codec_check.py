@@ -95,8 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         write_json(out, rec)
         codec = load_codec(args.ckpt, dev)
-        norm = codec.preprocessing["normalisation"]
-        lo, hi = float(norm["vmin_db"]), float(norm["vmax_db"])
+        lo, hi = codec.preprocessing.normalisation.window
         aec = work / "scene.aec"
         stats, rec["compress_s"] = _timed(
             lambda: compress_scene(scene, aec, codec, tile=args.tile, batch_size=args.batch_size)

@@ -25,12 +25,14 @@ from make_data import make_codec_dataset
 from oracles import invalid_oracle
 
 from autoenc.cli import main
+from autoenc.codec.container import ContainerReader
 from autoenc.codec.model_io import LoadedCodec, load_codec
 from autoenc.codec.scene import FILL_UNIT, compress_scene
 from autoenc.data.datamodule import PatchDataModule
-from autoenc.data.dataset_format import preprocessing_of, read_manifest
+from autoenc.data.dataset_format import read_manifest
 from autoenc.entropy import bits
 from autoenc.models import create_model, list_models, model_spec
+from autoenc.sar.preprocessing import Preprocessing
 from autoenc.task import CompressionTask
 from autoenc.tiling import receptive_halo
 
@@ -266,7 +268,7 @@ def test_decoded_file_equals_in_process_reconstruction(
     assert h <= TILE and w <= TILE  # one tile
     aec, out = tmp_path / "small.aec", tmp_path / "small.tif"
     # The network's reconstruction alone: clipped, without the exception layer's pixels.
-    compress_scene(src, aec, hyper, tile=TILE, exceptions="clip")
+    compress_scene(src, aec, hyper, tile=TILE, exceptions="clip", offset_db=0.0)
     assert decompress(aec, out, hyper_ckpt) == 0
     a, _ = _read(src)
     decoded = to_unit(_read(out)[0], "sigma0")
@@ -305,7 +307,7 @@ def _untrained_ckpt(name: str, root: Path, path: Path) -> Path:
     if name == "HyperpriorAutoencoder":
         kw["hyper_channels"] = 8
     task = CompressionTask(model=create_model(name, **kw))
-    task.preprocessing = preprocessing_of(read_manifest(root))
+    task.preprocessing = Preprocessing.from_manifest(read_manifest(root))
     ckpt: dict[str, Any] = {
         "state_dict": task.state_dict(),
         "hyper_parameters": {"model": model_spec(task.model)},
@@ -507,13 +509,29 @@ def test_unreadable_input_is_bad_input(
     assert "missing.aec" in capsys.readouterr().err
 
 
-def test_uncalibrated_dn_is_refused(
-    tifs: dict[str, Path], hyper_ckpt: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+def test_uncalibrated_dn_compresses_through_the_per_scene_offset(
+    tifs: dict[str, Path], hyper_ckpt: Path, tmp_path: Path
 ) -> None:
-    out = tmp_path / "x.aec"
-    assert compress(tifs["grd_dn"], out, hyper_ckpt) == 2
-    assert "raw DN^2" in capsys.readouterr().err
-    assert not out.exists()
+    # Issue 13 item 2: raw DN² (about +40 dB) used to be refused for a σ⁰ model; now the
+    # offset moves it into the window, the header carries it and decode undoes it, so the
+    # uncalibrated file decodes as well as the calibrated one (same pixels, same model).
+    with rasterio.open(tifs["grd_dn"]) as f:
+        dn = f.read(1).astype(np.float64)
+    errs = {}
+    for name, extra in (("raw", ()), ("calibrated", ("--calibration", str(CAL_A)))):
+        aec, back = tmp_path / f"{name}.aec", tmp_path / f"{name}.tif"
+        assert compress(tifs["grd_dn"], aec, hyper_ckpt, *extra) == 0
+        with ContainerReader(aec) as r:
+            offset = r.header["input"]["offset_db"]
+        assert decompress(aec, back, hyper_ckpt) == 0
+        with rasterio.open(back) as f:
+            out = f.read(1).astype(np.float64)
+        ok = dn > 0
+        errs[name] = (offset, float(np.abs(20 * np.log10(out[ok] / dn[ok])).mean()))
+    (raw_offset, raw_err), (cal_offset, cal_err) = errs["raw"], errs["calibrated"]
+    # auto is shift-equivariant: raw DN² is σ⁰ + 20 log10(A) dB (up to a histogram bin)
+    assert raw_offset == pytest.approx(cal_offset - 20 * np.log10(CAL_A), abs=0.03)
+    assert abs(raw_err - cal_err) < 0.15, errs  # dB of mean error
 
 
 # ---- 7. pickles --------------------------------------------------------------------------

@@ -24,7 +24,7 @@ import rasterio
 from make_v1_fixture import decoded_digest, v1_scene
 
 from autoenc.cli import main
-from autoenc.codec.container import ContainerReader
+from autoenc.codec.container import FORMAT_VERSION, ContainerReader
 
 sys.path.insert(0, str(Path(__file__).parent / "faults"))
 import aec_craft as ac  # noqa: E402 - tests/faults is not on the path of this folder
@@ -32,12 +32,15 @@ import aec_craft as ac  # noqa: E402 - tests/faults is not on the path of this f
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: 1 torch thread
 
 DATA = Path(__file__).parent / "data"
-LO, HI, FLOOR = -25.0, 5.0, -30.0  # the shipped model's window and noise floor
+LO, HI = -25.0, 5.0  # the shipped model's window
 STEP = 0.05
-#: SHA-256 of the float32 decode of tests/data/v1_scene.aec by the v1 code (commit fa47873),
+#: SHA-256 of the float32 decodes of tests/data/v<N>_scene.aec by the code that wrote them,
 #: printed by tests/data/make_v1_fixture.py. Bit-exact on the machine that made it; the
 #: portable check is the 0.001 dB reference in v1_scene_decoded.npz.
-V1_DECODED_SHA256 = "06b18bfd4896ea3af148ebfb165c65f6d5df40d60cf004c1a2431f599521c6e4"
+OLD_DECODED_SHA256 = {
+    1: "06b18bfd4896ea3af148ebfb165c65f6d5df40d60cf004c1a2431f599521c6e4",
+    2: "07b1c19e08afbc259229963ce37014b26efeb3d8a69ae59bdfbdf95ae014ca67",  # commit 8166f2f
+}
 
 
 def targets_scene(seed: int = 0) -> np.ndarray:
@@ -45,7 +48,8 @@ def targets_scene(seed: int = 0) -> np.ndarray:
 
     -19 dB speckled land (its darkest speckle below the window), point targets at +10, +20,
     +30 dB (3 x 3), a 16 x 16 area at -28 dB (below the window, above the noise floor), a
-    4 x 4 patch at -35 dB (below the floor) and 6 NaN (invalid) pixels.
+    4 x 4 patch at -35 dB (below the model's noise floor, kept as well) and 6 NaN (invalid)
+    pixels.
     """
     rng = np.random.default_rng(seed)
     s0 = 10 ** (-1.9) * rng.gamma(4.4, 1 / 4.4, (96, 96))
@@ -81,9 +85,14 @@ def _stat(aec: Path) -> dict[str, Any]:
         return json.loads(next(p for _, p in r.chunks(b"STAT")))
 
 
+#: The exception layer is tested at the scenes' own levels: the per-scene offset (auto by
+#: default, tests/test_codec_offset.py) would move the dark areas into the window.
+AS_IS = ("--offset-db", "0")
+
+
 def _roundtrip(tmp: Path, tif: Path, *extra: str, name: str = "out") -> tuple[Path, np.ndarray]:
     aec, back = tmp / f"{name}.aec", tmp / f"{name}.tif"
-    assert main(["compress", str(tif), "-o", str(aec), "--device", "cpu", *extra]) == 0
+    assert main(["compress", str(tif), "-o", str(aec), "--device", "cpu", *AS_IS, *extra]) == 0
     assert main(["decompress", str(aec), "-o", str(back), "--quiet"]) == 0
     return aec, _read(back)
 
@@ -101,7 +110,7 @@ def coded(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 def _outside(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     valid = np.isfinite(x) & (x > 0)
-    d = np.maximum(_db(np.where(valid, x, 1.0)), FLOOR)  # the preprocessing's dB
+    d = _db(np.where(valid, x, 1.0))  # the compressor's dB: no noise floor
     return valid, d, valid & ((d < LO) | (d > HI))
 
 
@@ -116,7 +125,8 @@ def test_bright_and_dark_targets_come_back_within_step_over_2(coded: dict[str, A
     for (r, c), db in zip([(10, 10), (40, 70), (80, 30)], [10.0, 20.0, 30.0], strict=True):
         assert np.abs(_db(y[r : r + 3, c : c + 3]) - db).max() <= STEP / 2 + 1e-4
     assert np.abs(_db(y[50:66, 10:26]) + 28.0).max() <= STEP / 2 + 1e-4
-    assert np.abs(_db(y[5:9, 60:64]) - FLOOR).max() <= STEP / 2 + 1e-4  # below floor -> floor
+    # below the model's noise floor (-30 dB) too: kept, no longer raised to the floor
+    assert np.abs(_db(y[5:9, 60:64]) + 35.0).max() <= STEP / 2 + 1e-4
     assert np.isnan(y[~np.isfinite(x)]).all()  # invalid pixels exactly
     # The learned stream is the clip mode's: every in-window pixel decodes bit for bit the same.
     inside = valid & ~outside
@@ -127,7 +137,7 @@ def test_bright_and_dark_targets_come_back_within_step_over_2(coded: dict[str, A
     kinds = _kinds(coded["keep"])
     assert kinds.count(b"EXCP") == 1 and kinds.index(b"EXCP") == kinds.index(b"MASK") + 1
     with ContainerReader(coded["keep"]) as r:
-        assert r.version == 2
+        assert r.version == FORMAT_VERSION == 3
         assert r.header["exceptions"] == {"mode": "keep", "step_db": STEP}
 
 
@@ -135,7 +145,7 @@ def test_summary_reports_the_exception_cost(
     coded: dict[str, Any], capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = coded["tmp"] / "summary.aec"
-    assert main(["compress", str(coded["tif"]), "-o", str(out), "--device", "cpu"]) == 0
+    assert main(["compress", str(coded["tif"]), "-o", str(out), "--device", "cpu", *AS_IS]) == 0
     err = capsys.readouterr().err
     stat = _stat(out)
     n, b = stat["exceptions"], stat["exception_bytes"]
@@ -182,18 +192,23 @@ def test_exception_step_out_of_range_is_exit_2(
     assert not (tmp_path / "x.aec").exists()
 
 
-def test_v1_file_still_decodes_as_the_v1_code_did(tmp_path: Path) -> None:
-    aec = DATA / "v1_scene.aec"
+@pytest.mark.parametrize("version", [1, 2])
+def test_old_format_files_still_decode_as_their_code_did(tmp_path: Path, version: int) -> None:
+    # v1 (commit fa47873): no exception layer; v2 (commit 8166f2f): exceptions, plain JSON
+    # header, no per-scene offset. Both made by tests/data/make_v1_fixture.py at that commit.
+    aec = DATA / f"v{version}_scene.aec"
     assert aec.stat().st_size < 20_000
     with ContainerReader(aec) as r:
-        assert r.version == 1 and "exceptions" not in r.header
-    assert main(["decompress", str(aec), "-o", str(tmp_path / "v1.tif"), "--quiet"]) == 0
-    y = _read(tmp_path / "v1.tif")
+        assert r.version == version and "offset_db" not in r.header["input"]
+        assert ("exceptions" in r.header) == (version >= 2)
+    assert main(["decompress", str(aec), "-o", str(tmp_path / "old.tif"), "--quiet"]) == 0
+    y = _read(tmp_path / "old.tif")
     sha, db_milli = decoded_digest(y)
-    ref = np.load(DATA / "v1_scene_decoded.npz")["db_milli"]
+    ref = np.load(DATA / f"v{version}_scene_decoded.npz")["db_milli"]
     assert np.abs(db_milli.astype(np.int32) - ref).max() <= 2  # 0.002 dB; 0 where it was made
     assert np.array_equal(np.isnan(y), np.isnan(v1_scene()))
-    print(f"v1 decode SHA-256 {sha} ({'same' if sha == V1_DECODED_SHA256 else 'other'} bits)")
+    same = sha == OLD_DECODED_SHA256[version]
+    print(f"v{version} decode SHA-256 {sha} ({'same' if same else 'other'} bits)")
 
 
 # ---- crafted EXCP chunks: exit 4, one line, never a traceback --------------------------------
@@ -277,18 +292,31 @@ def test_a_scene_that_does_not_fit_the_window_is_warned_about(
 ) -> None:
     """Most pixels outside the window (calm sea in VH, -28 dB): the exceptions dominate the file.
 
-    Not silence: compress warns, also with --quiet, naming the file and the share; a scene
-    that fits (land inside the window, one bright target) gets no warning.
+    Not silence: with the offset forced to 0, compress warns, also with --quiet, naming the
+    file and the share (and with --clip the clipped fraction); by default the per-scene offset
+    moves the sea into the window, so the file is small and there is nothing to warn about. A
+    scene that fits (land inside the window, one bright target) gets no warning either way.
     """
     rng = np.random.default_rng(3)
     sea = (10 ** (-2.8) * rng.gamma(4.4, 1 / 4.4, (96, 96))).astype(np.float32)
     land = (10 ** (-1.2) * rng.gamma(4.4, 1 / 4.4, (96, 96))).astype(np.float32)
     land[40:43, 40:43] = 10.0  # one +10 dB target
-    for name, scene, warned in (("sea", sea, True), ("land", land, False)):
+    sizes = {}
+    cases = [("sea", sea, ["--offset-db", "0"], "of the file"), ("sea", sea, [], None),
+             ("sea", sea, ["--offset-db", "0", "--clip"], "were clipped"),
+             ("land", land, [], None), ("land", land, ["--offset-db", "0"], None)]  # fmt: skip
+    for name, scene, extra, warning in cases:
         tif = _write(tmp_path / f"{name}.tif", scene)
         out = tmp_path / f"{name}.aec"
         capsys.readouterr()
-        assert main(["compress", str(tif), "-o", str(out), "--device", "cpu", "--quiet"]) == 0
+        args = ["compress", str(tif), "-o", str(out), "--device", "cpu", "--quiet", "--overwrite"]
+        assert main([*args, *extra]) == 0
         err = capsys.readouterr().err
-        assert (f"autoenc: warning: {tif}:" in err) == warned, (name, err)
-        assert ("of the file" in err) == warned
+        assert (f"autoenc: warning: {tif}:" in err) == (warning is not None), (name, extra, err)
+        if warning is not None:
+            assert warning in err and "%" in err
+        sizes[name, tuple(extra)] = out.stat().st_size, _stat(out)
+    (forced, forced_stat), (auto, auto_stat) = sizes["sea", ("--offset-db", "0")], sizes["sea", ()]
+    assert auto_stat["offset_db"] > 15 and forced_stat["offset_db"] == 0.0
+    assert auto < forced / 4 and auto_stat["exceptions"] < forced_stat["exceptions"] / 20
+    assert sizes["land", ()][1]["offset_db"] == 0.0  # fits: no offset

@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import copy
-import json
 import struct
 import time
 import zlib
@@ -18,11 +17,13 @@ import pytest
 from autoenc.codec.container import (
     FORMAT_VERSION,
     MAGIC,
+    MAX_HEADER_BYTES,
     ChunkEntry,
     ContainerReader,
     ContainerWriter,
     CorruptStreamError,
     UnsupportedVersionError,
+    encode_header,
     read_header,
 )
 
@@ -51,8 +52,18 @@ def _crc(data: bytes) -> bytes:
 
 
 def _raw_file(header: bytes, version: int = FORMAT_VERSION) -> bytes:
-    """A container with a hand-made header and no chunks, CRCs and END correct."""
-    pre = MAGIC + struct.pack("<HI", version, len(header)) + header + _crc(header)
+    """A container with a hand-made JSON header and no chunks, CRCs and END correct.
+
+    The header is stored as the format stores it: deflated from version 3 on.
+    """
+    if version >= 3:
+        header = zlib.compress(header, 9, wbits=-15)
+    return _stored_file(header, version)
+
+
+def _stored_file(stored: bytes, version: int) -> bytes:
+    """A container whose header field holds exactly ``stored``, CRCs and END correct."""
+    pre = MAGIC + struct.pack("<HI", version, len(stored)) + stored + _crc(stored)
     head = b"END " + struct.pack("<Q", 12)
     end = struct.pack("<IQ", 0, len(pre) + 28)
     return pre + head + end + _crc(head + end)
@@ -86,7 +97,7 @@ def test_round_trip(tmp_path: Path) -> None:
         assert r.header == HEADER
         entries = r.validate()
         assert [(e.kind, e.length) for e in entries] == [(k, len(p)) for k, p in chunks]
-        header_len = len(json.dumps(HEADER, sort_keys=True, separators=(",", ":")))
+        header_len = len(encode_header(HEADER))
         assert entries[0].offset == 18 + header_len
         for a, b in zip(entries, entries[1:], strict=False):
             assert b.offset == a.offset + 16 + a.length
@@ -102,8 +113,39 @@ def test_header_bytes_are_compact_sorted_json(tmp_path: Path) -> None:
     data = path.read_bytes()
     assert data[:8] == MAGIC and struct.unpack("<H", data[8:10]) == (FORMAT_VERSION,)
     (n,) = struct.unpack("<I", data[10:14])
-    assert data[14 : 14 + n] == b'{"a":[1.5,null],"b":1}'
+    assert zlib.decompress(data[14 : 14 + n], -15) == b'{"a":[1.5,null],"b":1}'  # raw DEFLATE
     assert len(data) == 14 + n + 4 + 28 and _validate(path) == []
+    assert encode_header({"b": 1, "a": [1.5, None]}, version=2) == b'{"a":[1.5,null],"b":1}'
+
+
+def test_version_2_header_is_plain_json_and_still_read(tmp_path: Path) -> None:
+    path = tmp_path / "v2.aec"
+    path.write_bytes(_raw_file(b'{"a":1}', version=2))
+    assert read_header(path) == {"a": 1} and _validate(path) == []
+
+
+@pytest.mark.parametrize(
+    ("stored", "match"),
+    [
+        (b'{"a":1}', "inflate|DEFLATE"),  # plain JSON in a version 3 file
+        (zlib.compress(b'{"a":1}'), "inflate|DEFLATE"),  # zlib wrapper, not raw DEFLATE
+        (zlib.compress(b'{"a":1}', wbits=-15) + b"x", "one complete DEFLATE stream"),
+        (zlib.compress(b'{"a":1}', wbits=-15)[:-2], "one complete DEFLATE stream"),
+    ],
+)
+def test_bad_deflated_header_is_corrupt(tmp_path: Path, stored: bytes, match: str) -> None:
+    path = tmp_path / "z.aec"
+    path.write_bytes(_stored_file(stored, 3))
+    with pytest.raises(CorruptStreamError, match=match):
+        read_header(path)
+
+
+def test_header_bomb_inflates_no_more_than_the_limit(tmp_path: Path) -> None:
+    bomb = zlib.compress(b" " * (MAX_HEADER_BYTES + 10), 9, wbits=-15)  # ~16 KB stored
+    path = tmp_path / "bomb.aec"
+    path.write_bytes(_stored_file(bomb, 3))
+    with pytest.raises(CorruptStreamError, match="inflates past"):
+        read_header(path)
 
 
 def test_failure_leaves_no_file(tmp_path: Path) -> None:

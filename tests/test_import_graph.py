@@ -86,7 +86,7 @@ def _lightning_style_ckpt(path: Path) -> Path:
         {
             "state_dict": {f"model.{k}": v for k, v in codec.model.state_dict().items()},
             "hyper_parameters": {"model": codec.spec},
-            "autoenc_preprocessing": codec.preprocessing,
+            "autoenc_preprocessing": codec.preprocessing.to_dict(),
         },
         path,
     )
@@ -142,6 +142,7 @@ SAR_IMPORTS = (
     "autoenc.sar",
     "autoenc.sar.calibration",
     "autoenc.sar.normalisation",
+    "autoenc.sar.preprocessing",
     "autoenc.sar.radiometry",
     "autoenc.sar.scene_input",
     "autoenc.sar.geotiff",

@@ -11,7 +11,6 @@ import sys
 import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 #: Exit codes (documented in the README).
 EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT, EXIT_MODEL, EXIT_CORRUPT, EXIT_OOM, EXIT_DEVICE = range(7)
@@ -25,6 +24,8 @@ with --device cpu for portable files).
 """
 #: Share of a file spent on exceptions above which ``compress`` warns (the scene does not fit).
 EXCEPTION_WARN_SHARE = 0.5
+#: Share of valid pixels clipped (``--clip``) above which ``compress`` warns, naming it.
+CLIP_WARN_FRACTION = 0.01
 OVERWRITE_HELP = "replace existing outputs (atomically, once the new file is complete)"
 
 
@@ -136,7 +137,17 @@ def compress_main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--band", default=None, help="band index or description (multi-band files)")
     p.add_argument("--input-kind", default="auto", choices=("auto", "amplitude", "intensity", "db"))
-    p.add_argument("--calibration", default="auto", help="as for autoenc prepare")
+    p.add_argument(
+        "--calibration",
+        default="auto",
+        help="as for autoenc prepare (applied to amplitude DN inputs only)",
+    )
+    p.add_argument("--offset-db", default="auto", metavar="auto|median|DB",
+                   help="per-scene gain added to the scene's dB before the model's window and "
+                   "undone on decode: 'auto' (default) the offset putting the most valid "
+                   "pixels inside the window (0 when 0 does within 0.1%%; e.g. -50 for "
+                   "uncalibrated DN^2); 'median' the scene's median to the window's centre; "
+                   "or a number of dB")  # fmt: skip
     p.add_argument(
         "--clip",
         action="store_true",
@@ -159,8 +170,10 @@ def compress_main(argv: list[str] | None = None) -> int:
         from autoenc.codec.header import check_step
         from autoenc.codec.model_io import load_codec
         from autoenc.codec.scene import compress_scene
+        from autoenc.sar.offset import parse_offset
 
         check_step(args.exception_step, "compress")  # before loading the model
+        offset = parse_offset(args.offset_db)
 
         ckpts = [args.ckpt] if args.ckpt is not None else []
         outs = _outputs(args.inputs, args.output, ".aec", args.overwrite, ckpts)
@@ -175,7 +188,7 @@ def compress_main(argv: list[str] | None = None) -> int:
                     batch_size=args.batch_size, band=args.band, input_kind=args.input_kind,
                     calibration=args.calibration, advance=advance, quality=args.quality,
                     overwrite=args.overwrite, exceptions="clip" if args.clip else "keep",
-                    exception_step=args.exception_step,
+                    exception_step=args.exception_step, offset_db=offset,
                 )  # fmt: skip
             share = stats.exception_bytes / max(stats.file_bytes, 1)
             if share > EXCEPTION_WARN_SHARE:  # also with --quiet: the file is not what was meant
@@ -183,9 +196,24 @@ def compress_main(argv: list[str] | None = None) -> int:
                     f"autoenc: warning: {src}: {stats.exceptions:,} px lie outside the model's dB "
                     f"window and the exception layer holding them is {share:.0%} of the file "
                     f"({stats.exception_bpp:.3f} bpp); the scene's radiometry does not fit this "
-                    "model (check --input-kind / --calibration), or pass --clip to drop them\n"
+                    "model (check --input-kind / --calibration / --offset-db), or pass --clip "
+                    "to drop them\n"
+                )
+            valid = stats.height * stats.width - stats.invalid
+            clipped = (stats.clipped_low + stats.clipped_high) / max(valid, 1)
+            if clipped > CLIP_WARN_FRACTION:  # values lost: also with --quiet
+                sys.stderr.write(
+                    f"autoenc: warning: {src}: {clipped:.1%} of the valid pixels were clipped to "
+                    f"the model's dB window ({stats.clipped_low:,} low, {stats.clipped_high:,} "
+                    f"high; offset {stats.offset_db:+.2f} dB); drop --clip to keep them, or "
+                    "check --offset-db / --calibration\n"
                 )
             if not args.quiet:
+                if stats.calibration_note:
+                    sys.stderr.write(f"{src}: {stats.calibration_note}\n")
+                if stats.offset_db:
+                    sys.stderr.write(f"{src}: offset {stats.offset_db:+.2f} dB "
+                                     f"({stats.offset_reason})\n")  # fmt: skip
                 if args.clip:
                     outside = f"clipped {stats.clipped_low:,} low / {stats.clipped_high:,} high"
                 else:
@@ -230,6 +258,7 @@ def decompress_main(argv: list[str] | None = None) -> int:
     def body() -> None:
         from autoenc.atomic import same_file
         from autoenc.codec.despeckle import Despeckle
+        from autoenc.codec.header import SceneHeader
         from autoenc.codec.model_io import LoadedCodec, ModelError, load_codec
         from autoenc.codec.scene import decompress_scene
         from autoenc.data.speckle import product
@@ -246,13 +275,13 @@ def decompress_main(argv: list[str] | None = None) -> int:
         cache: dict[Path, LoadedCodec] = {}
         for src, dst in zip(args.inputs, outs, strict=True):
 
-            def load(header: dict[str, Any], src: Path = src, dst: Path = dst) -> LoadedCodec:
+            def load(sh: SceneHeader, src: Path = src, dst: Path = dst) -> LoadedCodec:
                 from autoenc.pretrained import find_shipped
 
-                name = Path(str(header["model"].get("checkpoint", ""))).name  # no path parts
+                name = Path(sh.model.checkpoint or "").name  # no path parts
                 path = args.ckpt or src.parent / name
                 if args.ckpt is None and not path.is_file():
-                    shipped = find_shipped(str(header["model"].get("weights_sha256", "")))
+                    shipped = find_shipped(sh.model.weights_sha256)
                     path = shipped if shipped is not None else path
                 if not path.is_file():
                     raise ModelError(

@@ -10,9 +10,10 @@ the closing ``END `` record makes truncation and trailing bytes always detectabl
 | Offset     | Size | Field                                                              |
 |------------|------|--------------------------------------------------------------------|
 | 0          | 8    | magic `89 41 45 43 0D 0A 1A 0A` (`\x89AEC\r\n\x1a\n`)              |
-| 8          | 2    | format version, uint16 (`FORMAT_VERSION` = 2; 1 is still read)     |
+| 8          | 2    | format version, uint16 (`FORMAT_VERSION` = 3; 1 and 2 still read)  |
 | 10         | 4    | header length N, uint32, at most `MAX_HEADER_BYTES` (16 MiB)       |
-| 14         | N    | header: UTF-8 JSON object, sorted keys, compact, finite numbers    |
+| 14         | N    | header: UTF-8 JSON object, sorted keys, compact, finite numbers;   |
+|            |      | from version 3 raw DEFLATE of it (inflated at most 16 MiB)         |
 | 14+N       | 4    | CRC32 (`zlib.crc32`) of the N header bytes, uint32                 |
 | p = 18+N   | 4    | chunk type: 4 printable ASCII bytes, e.g. `TILE`, `MASK`           |
 | p+4        | 8    | payload length L, uint64, at most the bytes left in the file       |
@@ -26,8 +27,10 @@ the closing ``END `` record makes truncation and trailing bytes always detectabl
 | q+24       | 4    | CRC32 of bytes q .. q+23, uint32; the file ends at q+28            |
 
 The magic's CR LF, Ctrl-Z and LF bytes (as in PNG) expose text-mode transfers. Version 2
-(the exception layer: an ``exceptions`` header field and EXCP chunks, see
-:mod:`autoenc.codec.header`) keeps this layout; the reader accepts versions 1 and 2.
+(the exception layer: an ``exceptions`` header field and EXCP chunks) and version 3 (the
+header deflated, the per-scene offset; fields in :mod:`autoenc.codec.header`) keep this
+layout; the reader accepts versions 1 to 3. :func:`encode_header` / :func:`decode_header` are
+the header bytes' two directions.
 """
 
 from __future__ import annotations
@@ -46,7 +49,7 @@ from typing import IO, Any, NamedTuple
 from autoenc.atomic import commit, make_temp
 
 MAGIC = b"\x89AEC\r\n\x1a\n"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 MAX_HEADER_BYTES = 16 * 1024 * 1024
 END_KIND = b"END "
 _PREAMBLE = struct.Struct("<8sHI")  # magic, version, header length
@@ -102,6 +105,45 @@ def _finite_float(text: str) -> float:
     return v
 
 
+def encode_header(header: dict[str, Any], version: int = FORMAT_VERSION) -> bytes:
+    """The stored header bytes of a format-``version`` file: sorted compact JSON, deflated (v3).
+
+    Raises:
+        ValueError: not strict JSON (NaN, Infinity, circular references), or its JSON is over
+            :data:`MAX_HEADER_BYTES`, which the reader refuses.
+    """
+    # ValueError: NaN/Infinity or circular references; ASCII-only output is UTF-8
+    text = json.dumps(header, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    raw = text.encode("utf-8")
+    if len(raw) > MAX_HEADER_BYTES:
+        raise ValueError(f"header JSON is {len(raw)} bytes, over {MAX_HEADER_BYTES}")
+    if version < 3:
+        return raw
+    z = zlib.compressobj(9, zlib.DEFLATED, -15)
+    return z.compress(raw) + z.flush()
+
+
+def decode_header(stored: bytes, version: int) -> bytes:
+    """The JSON bytes of stored header bytes (inverse of :func:`encode_header`).
+
+    Raises:
+        ValueError: a version-3 header that is not one complete DEFLATE stream, or inflates
+            past :data:`MAX_HEADER_BYTES` (never more than that is inflated).
+    """
+    if version < 3:
+        return stored
+    z = zlib.decompressobj(-15)
+    try:
+        raw = z.decompress(stored, MAX_HEADER_BYTES + 1)
+    except zlib.error as e:
+        raise ValueError(f"header does not inflate: {e}") from None
+    if len(raw) > MAX_HEADER_BYTES:
+        raise ValueError(f"header inflates past the {MAX_HEADER_BYTES}-byte limit")
+    if not z.eof or z.unused_data or z.unconsumed_tail:
+        raise ValueError("header is not one complete DEFLATE stream")
+    return raw
+
+
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     # Duplicate keys are ambiguous: other JSON parsers may keep the first one, not the last.
     dup = sorted(k for k, n in Counter(k for k, _ in pairs).items() if n > 1)
@@ -124,9 +166,8 @@ class ContainerWriter:
         self._overwrite = overwrite
         if not isinstance(header, dict):
             raise TypeError(f"container header for {self._path} must be a dict, got {header!r}")
-        try:  # ValueError: NaN/Infinity or circular references; ASCII-only output is UTF-8
-            text = json.dumps(header, sort_keys=True, separators=(",", ":"), allow_nan=False)
-            self._header = text.encode("utf-8")
+        try:
+            self._header = encode_header(header)
         except ValueError as e:
             raise ValueError(f"container header for {self._path} is not strict JSON: {e}") from e
         if (size := len(self._header)) > MAX_HEADER_BYTES:
@@ -304,6 +345,10 @@ class ContainerReader:
         (stored,) = _CRC.unpack(self._read_at(crc_at, _CRC.size, "header CRC"))
         if stored != (crc := zlib.crc32(raw)):
             raise self._fail(crc_at, f"header CRC mismatch: stored {stored:#x}, data {crc:#x}")
+        try:
+            raw = decode_header(raw, self._version)
+        except ValueError as e:
+            raise self._fail(_PREAMBLE.size, str(e)) from None
         try:
             text = raw.decode("utf-8")
             header = json.loads(

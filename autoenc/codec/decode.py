@@ -56,7 +56,7 @@ from autoenc.tiling import TileGrid
 def decompress_scene(
     src: Path,
     dst: Path,
-    load: Callable[[dict[str, Any]], LoadedCodec],
+    load: Callable[[SceneHeader], LoadedCodec],
     advance: Callable[[int], None] | None = None,
     despeckle: Despeckle | None = None,
     overwrite: bool = True,
@@ -81,35 +81,36 @@ def decompress_scene(
     check_output(dst, overwrite)
     with ContainerReader(src) as reader:
         sh = parse_header(reader.header, str(src), os.stat(src).st_size, reader.version)
-        grid = TileGrid(sh.height, sh.width, sh.tile, sh.halo, sh.latent_halo, sh.factor)
+        grid = sh.grid
         kinds = check_layout(reader, grid, str(src))
-        masks = index_masks(reader, kinds["MASK"], grid, sh.dtype, str(src))
-        excps = index_exceptions(reader, kinds["EXCP"], grid, masks, sh.dtype, sh.exceptions,
+        dtype = sh.input.dtype
+        masks = index_masks(reader, kinds["MASK"], grid, dtype, str(src))
+        excps = index_exceptions(reader, kinds["EXCP"], grid, masks, dtype, sh.exceptions,
                                  str(src))  # fmt: skip
         check_stat(reader, kinds["STAT"][0], grid, str(src))
-        codec = load(sh.raw)
-        if codec.weights_sha256 != sh.weights_sha256:
+        codec = load(sh)
+        if codec.weights_sha256 != sh.model.weights_sha256:
             raise ModelError(
                 f"{codec.path} is not the model {src} was encoded with (weights SHA-256 "
-                f"{codec.weights_sha256[:12]}… vs {sh.weights_sha256[:12]}…)"
+                f"{codec.weights_sha256[:12]}… vs {sh.model.weights_sha256[:12]}…)"
             )
         model = codec.model
-        if model.downsampling_factor != sh.factor:
+        if model.downsampling_factor != grid.factor:
             raise CorruptStreamError(
-                str(src), 0, f"header field tiling.factor {sh.factor} is not the model's "
+                str(src), 0, f"header field tiling.factor {grid.factor} is not the model's "
                 f"downsampling factor {model.downsampling_factor}"
             )  # fmt: skip
-        rate: dict[str, Any] = dict(header_rate(model, sh.raw["model"], codec, str(src)))
+        rate: dict[str, Any] = dict(header_rate(model, sh.model, codec, str(src)))
         rate.update(decode_kwargs(model, despeckle or Despeckle(), sh.window, rate.get("quality")))
         try:
-            with GeoTiffWriter(dst, sh.height, sh.width, sh.dtype, sh.geo,
+            with GeoTiffWriter(dst, grid.height, grid.width, dtype, sh.geo,
                                overwrite=overwrite) as out:  # fmt: skip
                 _decode(reader, kinds["TILE"], (masks, excps), grid, sh, model, rate, out,
                         advance)  # fmt: skip
         except PayloadError as e:
             raise CorruptStreamError(str(src), 0, str(e)) from None
     size = src.stat().st_size
-    h, w = sh.height, sh.width
+    h, w = grid.height, grid.width
     return CodecStats(str(src), str(dst), h, w, size, size * 8 / (h * w), time.perf_counter() - t0)
 
 
@@ -158,10 +159,11 @@ def _decode(
                 if not np.isfinite(unit).all():
                     raise PayloadError(f"tile ({r}, {c}) decodes to non-finite values")
                 db = window_db(unit, sh)
-                _, _, valid, raw = unpack_mask(reader.read_chunk(masks[(r, c)]), (ch, cw), sh.dtype)
+                chunk = reader.read_chunk(masks[(r, c)])
+                _, _, valid, raw = unpack_mask(chunk, (ch, cw), sh.input.dtype)
                 if (r, c) in excps and sh.exceptions.step_db is not None:
                     data = reader.read_chunk(excps[(r, c)])
-                    _, _, pos, excp_db = unpack_exceptions(data, valid, sh.exceptions.step_db)
+                    _, _, pos, excp_db = unpack_exceptions(data, valid, sh.exceptions)
                     db.flat[pos] = excp_db  # row-major linear indexes into (ch, cw)
                 values = from_db(db, sh, core.y, core.x)
                 values[~valid] = raw

@@ -24,7 +24,6 @@ from numpy.typing import NDArray
 
 from autoenc.codec.header import SceneHeader
 from autoenc.sar.geotiff import RASTER_DTYPES
-from autoenc.sar.normalisation import Normalisation
 
 
 def check_scene_dtype(dtype: np.dtype[Any], source: str) -> None:
@@ -56,21 +55,28 @@ def cast(values: NDArray[np.float64], dtype: np.dtype[Any], positive: bool) -> N
 
 
 def window_db(unit: NDArray[np.float32], sh: SceneHeader) -> NDArray[np.float64]:
-    """Decoded window values in [0, 1] -> dB inside the header's window."""
-    return Normalisation(*sh.window).from_unit(unit)
+    """Decoded window values in [0, 1] -> the model's dB inside the header's window."""
+    return sh.normalisation.from_unit(unit)
 
 
 def from_db(db: NDArray[np.float64], sh: SceneHeader, y: int, x: int) -> NDArray[Any]:
-    """DB values of a tile at ``(y, x)`` -> the input's units and dtype (inverse preprocessing)."""
-    if sh.kind == "db":
-        return cast(db, sh.dtype, positive=False)
-    if sh.kind == "intensity":
-        return cast(np.power(10.0, db / 10.0), sh.dtype, positive=True)
-    if sh.lut is not None:
-        db = db - sh.lut.db_offset(y, x, *db.shape)
-    elif sh.constant:
-        db = db + 20.0 * np.log10(sh.constant)
-    return cast(np.power(10.0, db / 20.0), sh.dtype, positive=True)
+    """The model's dB of a tile at ``(y, x)`` -> the input's units and dtype.
+
+    The inverse of the compressor's preprocessing: the per-scene offset, then the input kind
+    and calibration of :class:`autoenc.sar.radiometry.BlockConverter`.
+    """
+    inp = sh.input
+    db = inp.offset.undo(db)  # the model's dB -> the scene's own dB
+    if inp.kind == "db":
+        return cast(db, inp.dtype, positive=False)
+    if inp.kind == "intensity":
+        return cast(np.power(10.0, db / 10.0), inp.dtype, positive=True)
+    cal = inp.calibration
+    if cal.lut is not None:
+        db = db - cal.lut.db_offset(y, x, *db.shape)
+    elif cal.constant:
+        db = db + 20.0 * np.log10(cal.constant)
+    return cast(np.power(10.0, db / 20.0), inp.dtype, positive=True)
 
 
 def from_units(unit: NDArray[np.float32], sh: SceneHeader, y: int, x: int) -> NDArray[Any]:

@@ -3,9 +3,9 @@
 """The exception layer: valid pixels outside the model's dB window, coded beside the stream.
 
 The network sees the scene clipped to its window (``vmin_db .. vmax_db``); every valid pixel
-whose dB value (``max(input, noise floor)``, as the preprocessing computes it) lies outside
-that window is coded here instead, so nothing outside the window is lost. Per tile with such
-pixels, one ``EXCP`` chunk:
+whose dB value (in the model's dB: after calibration and the per-scene offset, with no noise
+floor, saturated at ``±LIMITS.db``) lies outside that window is coded here instead, so nothing
+outside the window is lost. Per tile with such pixels, one ``EXCP`` chunk:
 
 ``u32 row, u32 col, u32 n``, then zlib of ``8 n`` bytes: the 4 byte planes (low byte first)
 of ``n`` uint32 position gaps, then those of ``n`` uint32 zigzag value codes.
@@ -13,8 +13,13 @@ of ``n`` uint32 position gaps, then those of ``n`` uint32 zigzag value codes.
 * positions are linear row-major indexes into the tile's core inside the scene (the MASK's
   shape), strictly increasing; gap ``i`` is ``p[i] - p[i-1]`` with ``p[-1] = -1``, so every
   gap is at least 1 (0 would be a repeated position);
-* value ``i`` is ``code[i] * step_db`` dB, ``code = rint(dB / step_db)`` with dB saturated at
-  ``±LIMITS.db``: it decodes within ``step_db / 2`` of its input dB.
+* from format version 3, values are coded from the nearer window edge, where most exceptions
+  lie (dark speckle just under the window, targets just over it), so their codes are small:
+  ``code = -(1 + rint((vmin_db - dB) / step_db))`` below the window, ``rint((dB - vmax_db) /
+  step_db)`` above it, decoded as ``vmin_db - (-code - 1) * step_db`` or ``vmax_db + code *
+  step_db``; in version 2 files ``code = rint(dB / step_db)`` (:func:`value_codes` and
+  :func:`code_values`, the two directions). dB is saturated at ``±LIMITS.db``, and a value
+  decodes within ``step_db / 2`` of its input dB.
 
 Decoding replaces the network's reconstruction at those positions before the one inverse
 mapping to the input's units and dtype (:func:`autoenc.codec.dtypes.from_db`).
@@ -45,9 +50,27 @@ _RCN = struct.Struct("<III")
 CHUNK_OVERHEAD = 16
 
 
-def max_code(step_db: float) -> int:
-    """The largest |value code| at ``step_db``: ``LIMITS.db`` dB."""
-    return int(np.rint(LIMITS.db / step_db))
+def value_codes(db: NDArray[Any], coding: ExceptionCoding) -> NDArray[np.int64]:
+    """Integer codes of exception values (dB outside the window) under ``coding``."""
+    assert coding.step_db is not None  # callers keep exceptions
+    step = coding.step_db
+    d = np.clip(np.asarray(db, np.float64), -LIMITS.db, LIMITS.db)
+    if coding.edges is None:  # version 2: absolute
+        return np.rint(d / step).astype(np.int64)
+    lo, hi = coding.edges
+    below = -1 - np.rint(np.maximum(lo - d, 0.0) / step)
+    above = np.rint(np.maximum(d - hi, 0.0) / step)
+    return np.where(d < lo, below, above).astype(np.int64)
+
+
+def code_values(codes: NDArray[np.int64], coding: ExceptionCoding) -> NDArray[np.float64]:
+    """DB values of exception codes under ``coding`` (inverse of :func:`value_codes`)."""
+    assert coding.step_db is not None
+    step = coding.step_db
+    if coding.edges is None:
+        return codes.astype(np.float64) * step
+    lo, hi = coding.edges
+    return np.where(codes < 0, lo - (-codes - 1) * step, hi + codes * step).astype(np.float64)
 
 
 def find_exceptions(
@@ -59,20 +82,19 @@ def find_exceptions(
 
 
 def pack_exceptions(
-    row: int, col: int, positions: NDArray[np.int64], db: NDArray[Any], step_db: float
+    row: int, col: int, positions: NDArray[np.int64], db: NDArray[Any], coding: ExceptionCoding
 ) -> bytes:
     """EXCP payload of one tile: increasing ``positions`` and their ``db`` values."""
     n = len(positions)
     gaps = np.diff(np.asarray(positions, np.int64), prepend=-1).astype("<u4")
-    limit = LIMITS.db
-    codes = np.rint(np.clip(np.asarray(db, np.float64), -limit, limit) / step_db).astype(np.int64)
+    codes = value_codes(db, coding)
     zigzag = ((codes << 1) ^ (codes >> 63)).astype("<u4")
     planes = [a.view(np.uint8).reshape(n, 4).T.tobytes() for a in (gaps, zigzag)]
     return _RCN.pack(row, col, n) + zlib.compress(b"".join(planes), 9)
 
 
 def unpack_exceptions(
-    data: bytes, valid: NDArray[np.bool_], step_db: float
+    data: bytes, valid: NDArray[np.bool_], coding: ExceptionCoding
 ) -> tuple[int, int, NDArray[np.int64], NDArray[np.float64]]:
     """(row, col, positions, dB values) of an EXCP payload for a tile whose MASK is ``valid``.
 
@@ -97,9 +119,11 @@ def unpack_exceptions(
     if not valid.ravel()[positions].all():
         raise PayloadError(f"{where} holds an exception at an invalid pixel")
     codes = (zigzag >> 1) ^ -(zigzag & 1)
-    if (np.abs(codes) > max_code(step_db)).any():
+    values = code_values(codes, coding)
+    assert coding.step_db is not None  # code_values checked it
+    if (np.abs(values) > LIMITS.db + coding.step_db).any():
         raise PayloadError(f"{where} holds a value beyond ±{LIMITS.db} dB")
-    return int(row), int(col), positions, codes.astype(np.float64) * step_db
+    return int(row), int(col), positions, values
 
 
 def index_exceptions(
@@ -127,8 +151,7 @@ def index_exceptions(
                 raise PayloadError(f"EXCP of tile ({r}, {c}) is outside the grid or repeated")
             shape = core_shape(grid, r, c)
             _, _, valid, _ = unpack_mask(reader.read_chunk(masks[(r, c)]), shape, dtype)
-            assert coding.step_db is not None  # refused above
-            unpack_exceptions(data, valid.ravel(), coding.step_db)
+            unpack_exceptions(data, valid.ravel(), coding)
         except PayloadError as err:
             raise CorruptStreamError(path, e.offset, str(err)) from None
         out[(r, c)] = e

@@ -24,6 +24,7 @@ import torch
 
 from autoenc.checkpoint_io import CheckpointError, read_checkpoint
 from autoenc.models import AutoencoderBase, build_model
+from autoenc.sar.preprocessing import Preprocessing
 
 
 class ModelError(ValueError):
@@ -36,7 +37,7 @@ class LoadedCodec:
 
     model: AutoencoderBase
     spec: dict[str, Any]
-    preprocessing: dict[str, Any]
+    preprocessing: Preprocessing
     weights_sha256: str
     path: Path
     halos: tuple[int, int] | None = None  # receptive-field probe, cached across scenes
@@ -102,8 +103,12 @@ def load_codec(path: str | Path, device: str | torch.device = "cpu") -> LoadedCo
             f"{path} lacks the preprocessing parameters (dB window, noise floor) it was trained "
             "with; only checkpoints written by `autoenc fit` on a prepared dataset carry them"
         )
+    try:
+        preprocessing = Preprocessing.from_dict(pre)
+    except ValueError as e:
+        raise ModelError(f"{path}: bad preprocessing parameters: {e}") from None
     model.eval().to(device)
-    return LoadedCodec(model, dict(spec), pre, weights_sha256(state), path)
+    return LoadedCodec(model, dict(spec), preprocessing, weights_sha256(state), path)
 
 
 #: ``format`` metadata of autoenc's safetensors exports.
@@ -157,7 +162,7 @@ def export_safetensors(codec: LoadedCodec, dst: str | Path) -> Path:
     meta = {
         "format": EXPORT_FORMAT,
         "model": json.dumps(codec.spec, sort_keys=True),
-        "preprocessing": json.dumps(codec.preprocessing, sort_keys=True),
+        "preprocessing": json.dumps(codec.preprocessing.to_dict(), sort_keys=True),
         "weights_sha256": weights_sha256(state),
     }
     tmp = dst.with_name(f".{dst.name}.tmp")

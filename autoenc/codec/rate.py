@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from autoenc.codec.container import CorruptStreamError
+from autoenc.codec.header import ModelRecord
 from autoenc.codec.model_io import LoadedCodec, ModelError
 
 
@@ -31,34 +32,29 @@ def rate_kwargs(model: Any, quality: int | None, source: str) -> dict[str, int]:
     return {"quality": int(q)}
 
 
-def header_rate(
-    model: Any, recorded: dict[str, Any], codec: LoadedCodec, src: str
-) -> dict[str, int]:
+def header_rate(model: Any, recorded: ModelRecord, codec: LoadedCodec, src: str) -> dict[str, int]:
     """The rate kwargs of a file's header; its step must be the model's step for its quality.
 
     Raises:
-        CorruptStreamError: a malformed quality.
+        CorruptStreamError: a quality outside the model's ladder, or one for a fixed-rate model.
         ModelError: a model whose ladder gives another step (the weights hash does not cover
             the ladder).
     """
-    q = recorded.get("quality")
-    if q is not None and (isinstance(q, bool) or not isinstance(q, int)):
-        raise CorruptStreamError(src, 0, f"header field model.quality {q!r} is not an int")
     try:
-        rate = rate_kwargs(model, q, src)
+        rate = rate_kwargs(model, recorded.quality, src)
     except ValueError as e:
         raise CorruptStreamError(src, 0, f"header field model.quality: {e}") from None
-    if rate and recorded.get("step") != model.step_of(rate["quality"]):
+    if rate and recorded.step != model.step_of(rate["quality"]):
         raise ModelError(
             f"{codec.path} codes quality {rate['quality']} with step "
             f"{model.step_of(rate['quality'])}, but {src} was encoded with step "
-            f"{recorded.get('step')!r}: not the encoder's quality ladder"
+            f"{recorded.step!r}: not the encoder's quality ladder"
         )
     return rate
 
 
-def header_fields(model: Any, rate: dict[str, int]) -> dict[str, Any]:
-    """What the header's ``model`` record gets for ``rate``: ``quality`` and its ``step``."""
+def recorded_rate(model: Any, rate: dict[str, int]) -> tuple[int | None, float | None]:
+    """What the header's model record gets for ``rate``: ``(quality, its step)`` or Nones."""
     if not rate:
-        return {}
-    return {"quality": rate["quality"], "step": model.step_of(rate["quality"])}
+        return None, None
+    return rate["quality"], float(model.step_of(rate["quality"]))

@@ -3,11 +3,12 @@
 """Whole GeoTIFF scenes <-> ``.aec`` files, tile by tile, in bounded memory.
 
 Compression repeats the training preprocessing recorded in the checkpoint (input kind,
-calibration, noise floor, dB window), fills invalid pixels with :data:`FILL_UNIT`, runs ``g_a``
-on each tile plus a halo, codes only the tile's core latent (see :mod:`autoenc.tiling`) and
-stores the validity mask and the raw values of invalid pixels losslessly. Valid pixels outside
-the window are kept in the exception layer (``exceptions="keep"``, the default; quantised to
-``exception_step`` dB, :mod:`autoenc.codec.exceptions`) or clipped (``"clip"``, counted).
+calibration, dB window), adds the per-scene offset of :mod:`autoenc.sar.offset` to the dB, fills
+invalid pixels with :data:`FILL_UNIT`, runs ``g_a`` on each tile plus a halo, codes only the
+tile's core latent (see :mod:`autoenc.tiling`) and stores the validity mask and the raw values
+of invalid pixels losslessly. Valid pixels outside the window are kept in the exception layer
+(``exceptions="keep"``, the default; quantised to ``exception_step`` dB, with no noise floor,
+:mod:`autoenc.codec.exceptions`) or clipped (``"clip"``, counted).
 The network's input, and so the learned stream, is the same in both modes. Decompression
 lives in :mod:`autoenc.codec.decode` (re-exported here).
 
@@ -36,13 +37,24 @@ from autoenc.codec.container import FORMAT_VERSION, ContainerWriter, CorruptStre
 from autoenc.codec.decode import decompress_scene
 from autoenc.codec.dtypes import check_scene_dtype
 from autoenc.codec.exceptions import CHUNK_OVERHEAD, find_exceptions, pack_exceptions
-from autoenc.codec.header import CLIP, ExceptionCoding, check_step, check_tiling, parse_header
+from autoenc.codec.header import (
+    CLIP,
+    LIMITS,
+    ExceptionCoding,
+    InputRecord,
+    ModelRecord,
+    SceneHeader,
+    check_step,
+    check_tiling,
+    parse_header,
+)
 from autoenc.codec.model_io import LoadedCodec
 from autoenc.codec.payload import pack_mask, pack_tile
-from autoenc.codec.rate import header_fields, rate_kwargs
+from autoenc.codec.rate import rate_kwargs, recorded_rate
 from autoenc.codec.stats import CodecStats
 from autoenc.sar.geotiff import SceneReader
 from autoenc.sar.normalisation import Normalisation
+from autoenc.sar.offset import DbOffset, choose_offset, parse_offset, scene_levels
 from autoenc.sar.radiometry import VALID, BlockConverter, row_extents
 from autoenc.sar.scene_input import open_input
 from autoenc.tiling import TileGrid, receptive_halo
@@ -51,6 +63,9 @@ __all__ = ["FILL_UNIT", "CodecStats", "compress_scene", "decompress_scene"]
 
 #: Network input of invalid pixels: mid-window, a flat field the codec spends almost no bits on.
 FILL_UNIT = 0.5
+#: Lowest dB the compressor's converter keeps, in the scene's units (float32 intensities below
+#: 1e-37 are subnormal): far under any noise floor, so in effect no floor.
+CODEC_FLOOR_DB = -370.0
 
 
 def _no_valid_pixel(src: Path, n: int) -> ValueError:
@@ -60,15 +75,6 @@ def _no_valid_pixel(src: Path, n: int) -> ValueError:
         f"{src}: no valid pixel (all {n:,} are nodata, NaN, <= 0 or zero border); nothing to "
         "compress: check --band, the nodata tag and --input-kind"
     )
-
-
-def _calibration_header(conv: BlockConverter) -> dict[str, Any]:
-    cal = conv.calibration
-    out: dict[str, Any] = {"constant": cal.constant}
-    if cal.lut is not None:
-        out["lut"] = {"lines": cal.lut.lines.tolist(), "pixels": cal.lut.pixels.tolist(),
-                      "values": cal.lut.values.tolist(), "name": cal.lut.name}  # fmt: skip
-    return out
 
 
 def compress_scene(
@@ -88,6 +94,7 @@ def compress_scene(
     overwrite: bool = True,
     exceptions: str = "keep",
     exception_step: float = 0.05,
+    offset_db: str | float = "auto",
 ) -> CodecStats:
     """Compress one GeoTIFF scene into ``dst`` (written atomically).
 
@@ -95,7 +102,9 @@ def compress_scene(
     quality); a fixed-rate model accepts only ``None``. ``overwrite=False`` refuses an
     existing ``dst`` (the CLI's default); ``dst`` is never ``src``. ``exceptions="keep"``
     codes every valid pixel outside the dB window beside the learned stream, within
-    ``exception_step / 2`` dB of ``max(input, noise floor)``; ``"clip"`` clips them.
+    ``exception_step / 2`` dB of its input (below the noise floor too); ``"clip"`` clips them.
+    ``offset_db`` (``auto``, ``median`` or dB; :mod:`autoenc.sar.offset`) is added to the
+    scene's dB before the window and subtracted on decode (the header carries it).
 
     Raises:
         ValueError: ``dst`` is ``src``, an unsupported dtype, tiling, mode or step, a scene
@@ -109,24 +118,20 @@ def compress_scene(
     if exceptions not in ("keep", "clip"):
         raise ValueError(f"exceptions must be 'keep' or 'clip', got {exceptions!r}")
     check_step(float(exception_step), str(src))
-    coding = ExceptionCoding("keep", float(exception_step)) if exceptions == "keep" else CLIP
+    offset_mode = parse_offset(offset_db)
     model, pre = codec.model, codec.preprocessing
     rate = rate_kwargs(model, quality, str(src))
-    norm = pre["normalisation"]
-    lo, hi = float(norm["vmin_db"]), float(norm["vmax_db"])
+    norm = pre.normalisation
+    lo, hi = norm.window
+    keep = ExceptionCoding("keep", float(exception_step), (lo, hi))  # edges: format version 3
+    coding = keep if exceptions == "keep" else CLIP
     device = next(model.parameters()).device
     with SceneReader(src, band) as probe:  # before input-kind detection has its own say
         check_scene_dtype(probe.dtype, str(src))
     reader, conv, info = open_input(
-        src, band, input_kind, calibration, calibration_lut, float(norm["noise_floor_db"])
+        src, band, input_kind, calibration, calibration_lut, float(norm.noise_floor_db)
     )
     with reader:
-        trained = [u for u in pre.get("units", []) if u != "unknown"]
-        if trained and (info["units"] == "raw DN^2") != ("raw DN^2" in trained):
-            raise ValueError(
-                f"{src} holds {info['units']} values but the model was trained on "
-                f"{', '.join(trained)}; pass the matching --calibration"
-            )
         if (halo is None or latent_halo is None) and codec.halos is None:
             codec.halos = receptive_halo(
                 model.g_a, model.g_s, model.latent_channels, model.downsampling_factor
@@ -141,41 +146,34 @@ def compress_scene(
         first, last = row_extents(reader)
         if not (first <= last).any():
             raise _no_valid_pixel(src, h * w)
-        header = {
-            "kind": "autoenc-scene",
-            "autoenc": autoenc.__version__,
-            "model": {
-                "spec": codec.spec,
-                "weights_sha256": codec.weights_sha256,
-                "checkpoint": codec.path.name,
-                **header_fields(model, rate),
-            },  # fmt: skip
-            "preprocessing": {"normalisation": norm, "fill_unit": FILL_UNIT},
-            "exceptions": coding.to_dict(),
-            "input": {
-                "kind": conv.kind,
-                "dtype": reader.dtype.name,
-                "units": info["units"],
-                "band": reader.band,
-                "polarisation": info["polarisation"],
-                "calibration": _calibration_header(conv),
-                "nodata": info["nodata"],
-            },  # fmt: skip
-            "scene": {"height": h, "width": w, "source": src.name},
-            "tiling": {
-                "tile": tile,
-                "halo": halo,
-                "latent_halo": latent_halo,
-                "factor": grid.factor,
-            },  # fmt: skip
-            "geo": reader.geo.to_dict(),
-            "device": device.type,
-        }
+        # a given offset needs no pass over the scene
+        levels = scene_levels(reader, conv, first, last) if isinstance(offset_mode, str) else None
+        try:
+            offset = choose_offset(offset_mode, levels, (lo, hi))
+        except ValueError as e:
+            raise ValueError(f"{src}: {e}") from None
+        # No floor but the format's: the network sees only the window, and every valid value
+        # outside it, below the model's noise floor too, goes to the exception layer (which
+        # saturates at ±LIMITS.db). CODEC_FLOOR_DB keeps the floor a normal float32 intensity.
+        floor = max(offset.input_floor(-LIMITS.db), CODEC_FLOOR_DB)
+        conv = BlockConverter(conv.kind, conv.nodata, floor, conv.calibration)
+        header = SceneHeader(
+            autoenc=autoenc.__version__, device=device.type,
+            model=ModelRecord(codec.weights_sha256, codec.path.name, *recorded_rate(model, rate)),
+            normalisation=norm, fill_unit=FILL_UNIT, exceptions=coding,
+            input=InputRecord(conv.kind, reader.dtype, info["units"], reader.band,
+                              info["polarisation"], conv.calibration, offset),
+            grid=grid, source=src.name, geo=reader.geo,
+        ).to_dict()  # fmt: skip
         try:  # what the reader would refuse is refused here, before anything is written
             parse_header(json.loads(json.dumps(header)), str(src), 1 << 62, FORMAT_VERSION)
         except CorruptStreamError as e:
             raise ValueError(f"{src}: cannot be coded: {e.reason}") from None
-        stats = CodecStats(str(src), str(dst), h, w, 0, 0.0, 0.0)
+        stats = CodecStats(str(src), str(dst), h, w, 0, 0.0, 0.0, offset_db=offset.offset_db,
+                           offset_reason=offset.reason)  # fmt: skip
+        if "requested" in info["calibration"]:  # mixed inputs: --calibration is for DN files
+            c = info["calibration"]
+            stats.calibration_note = f"--calibration {c['requested']} not applied ({c['reason']})"
         rows, cols = grid.shape
         with ContainerWriter(dst, header, overwrite) as out, torch.inference_mode():
             for r in range(rows):
@@ -183,9 +181,8 @@ def compress_scene(
                 coded: dict[int, bytes] = {}  # TILE payloads of this row, written in column order
                 for c in range(cols):
                     win, _ = grid.encode_window(r, c)
-                    unit = _encode_input(
-                        reader, conv, grid, r, c, first, last, (lo, hi), coding, stats, out
-                    )
+                    unit = _encode_input(reader, (conv, offset), grid, r, c, first, last, (lo, hi),
+                                         coding, stats, out)  # fmt: skip
                     group = pending.setdefault((win.h, win.w), [])
                     group.append((c, unit))
                     if len(group) == batch_size:  # bounded memory: encode full batches at once
@@ -209,7 +206,7 @@ def compress_scene(
 
 def _encode_input(
     reader: Any,
-    conv: BlockConverter,
+    radiometry: tuple[BlockConverter, DbOffset],
     grid: TileGrid,
     r: int,
     c: int,
@@ -220,14 +217,18 @@ def _encode_input(
     stats: CodecStats,
     out: ContainerWriter,
 ) -> NDArray[np.float32]:
-    """Read one tile's input window as network input; store its core's MASK (and EXCP)."""
+    """Read one tile's input window as network input; store its core's MASK (and EXCP).
+
+    ``radiometry``: the scene's converter to dB and the per-scene offset into the model's dB.
+    """
+    conv, offset = radiometry
     h, w = grid.height, grid.width
     lo, hi = window
     win, _ = grid.encode_window(r, c)
     hh, ww = min(win.h, h - win.y), min(win.w, w - win.x)  # the part inside the scene
     raw = reader.read(win.y, win.x, hh, ww)
     valid = conv.reasons(raw, first[win.y : win.y + hh], last[win.y : win.y + hh], win.x) == VALID
-    db = conv.to_db(raw, win.y, win.x)
+    db = offset.apply(conv.to_db(raw, win.y, win.x))
     unit = Normalisation(lo, hi).to_unit(db)
     unit[~valid] = FILL_UNIT
     if hh < win.h or ww < win.w:  # padding past the scene repeats its last row and column
@@ -246,7 +247,7 @@ def _encode_input(
         return unit
     pos = find_exceptions(core_db, v, window)
     if len(pos):
-        payload = pack_exceptions(r, c, pos, core_db.ravel()[pos], coding.step_db)
+        payload = pack_exceptions(r, c, pos, core_db.ravel()[pos], coding)
         out.add_chunk(b"EXCP", payload)
         stats.exceptions += len(pos)
         stats.exception_bytes += len(payload) + CHUNK_OVERHEAD

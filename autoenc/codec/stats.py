@@ -13,7 +13,8 @@ class CodecStats:
 
     ``clipped_low`` / ``clipped_high``: valid pixels below / above the dB window that were
     clipped (lost; only with ``--clip``); ``exceptions``: those kept in the exception layer
-    instead, which cost ``exception_bytes`` (EXCP chunks, framing included).
+    instead, which cost ``exception_bytes`` (EXCP chunks, framing included); ``offset_db``: the
+    per-scene gain added to the scene's dB (:mod:`autoenc.sar.offset`) and why it was chosen.
     """
 
     source: str
@@ -28,6 +29,9 @@ class CodecStats:
     invalid: int = 0
     exceptions: int = 0
     exception_bytes: int = 0
+    offset_db: float = 0.0
+    offset_reason: str = ""
+    calibration_note: str = ""  # an explicit --calibration that did not apply, and why
 
     @property
     def exception_bpp(self) -> float:

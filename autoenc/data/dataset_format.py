@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -129,23 +129,6 @@ def read_manifest(root: Path) -> dict[str, Any]:
                 f"dataset manifest {path}: scene {sid!r} has bad split {info.get('split')!r}"
             )
     return m
-
-
-def preprocessing_of(manifest: Mapping[str, Any]) -> dict[str, Any]:
-    """What a codec must repeat to feed a scene to a model trained on this dataset.
-
-    Stored by training in each checkpoint (``autoenc_preprocessing``) and from there in every
-    export and ``.aec`` header: the manifest's ``normalisation`` (dB window, noise floor), the
-    scenes' units and input kinds, the value encoding and the window.
-    """
-    scenes = manifest.get("scenes", {}).values()
-    return {
-        "normalisation": dict(manifest["normalisation"]),
-        "units": sorted({str(s.get("units", "unknown")) for s in scenes}),
-        "input_kinds": sorted({str(s.get("input_kind", "unknown")) for s in scenes}),
-        "value_encoding": manifest.get("value_encoding"),
-        "window": manifest.get("window"),
-    }
 
 
 def read_npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype, bool, int]:

@@ -36,7 +36,12 @@ from autoenc.data.dataset_format import (
     write_manifest,
 )
 from autoenc.data.patchify import REJECTIONS, PatchFilter, SceneOutput, patch_scene
-from autoenc.data.prepare_checks import check_patches, check_window, too_small
+from autoenc.data.prepare_checks import (
+    check_calibration_used,
+    check_patches,
+    check_window,
+    too_small,
+)
 from autoenc.data.prepare_folder import STATE_DIR as STATE_DIR  # re-exported
 from autoenc.data.prepare_folder import PrepareFolder
 from autoenc.data.scan import ScanResult, choose_window, clip_fractions, scan_scene
@@ -238,6 +243,7 @@ def prepare(
     paths = _scene_ids(find_scenes([Path(p) for p in inputs]))
     if cfg.split_file:  # fail on a bad split file now, not after a long first pass
         read_split_file(Path(cfg.split_file), paths)
+    check_calibration_used(cfg.calibration, paths.values(), lambda p: _open(p, cfg))
     with PrepareFolder(out) as folder:
         report = PrepareReport(out, stale_removed=len(folder.stale_removed))
         return _run(folder, paths, cfg, progress, extra_source, report)

@@ -9,18 +9,23 @@
   values were read as the wrong kind (or the window is wrong): an error, before any shard of an
   earlier dataset is touched;
 * a dataset with no patches at all, or none in a training split that has scenes: an error
-  (exit 2); val/test splits with scenes but no patches: a warning.
+  (exit 2); val/test splits with scenes but no patches: a warning;
+* an explicit ``--calibration`` (a constant or an XML file) when no input scene is amplitude
+  DN, the only kind it applies to: an error, before pass 1.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from autoenc.data.scan import clip_fractions, percentile_db
+from autoenc.sar.geotiff import SceneError, SceneReader
+from autoenc.sar.scene_input import explicit_calibration
 
 #: Narrowest plausible 1..99 % spread of σ⁰/γ⁰ in dB (GRD speckle alone spreads about 10 dB).
 MIN_SPAN_DB = 2.0
@@ -127,3 +132,35 @@ def check_patches(scenes: Mapping[str, Mapping[str, Any]], patch_size: int) -> l
         for split, ids in sorted(by_split.items())
         if split != "train" and ids and count(ids) == 0
     ]
+
+
+def check_calibration_used(
+    spec: str, paths: Iterable[Path], open_: Callable[[Path], tuple[SceneReader, Any, Any]]
+) -> None:
+    """Refuse an explicit ``--calibration`` when none of ``paths`` is an amplitude scene.
+
+    ``open_(path)`` is :func:`autoenc.sar.scene_input.open_input` with prepare's options
+    (reader, converter, manifest entry); scenes are opened in order up to the first amplitude
+    one, unreadable ones skipped (pass 1 reports them).
+
+    Raises:
+        ValueError: naming the option, its value and the kinds seen.
+    """
+    if not explicit_calibration(spec):
+        return
+    kinds: set[str] = set()
+    for path in paths:
+        try:
+            reader, _, info = open_(path)
+        except (SceneError, ValueError, OSError):
+            continue
+        reader.close()
+        kind = str(info["input_kind"])
+        if kind == "amplitude":
+            return
+        kinds.add(kind)
+    if kinds:
+        raise ValueError(
+            f"--calibration {spec.strip()} applies to amplitude DN, but no input scene is "
+            f"amplitude (input kinds: {', '.join(sorted(kinds))}); drop --calibration"
+        )

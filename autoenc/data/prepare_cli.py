@@ -26,7 +26,8 @@ examples:
 
 exit codes: 0 ok; 1 some scenes failed (with --on-error skip); 2 bad options or input:
   among them a band --input-kind auto cannot settle, an implausible dB window, no patches for
-  training (the folder then holds no manifest), an output folder another prepare is writing.
+  training (the folder then holds no manifest), an output folder another prepare is writing,
+  a --calibration constant or XML file with no amplitude file among the inputs.
 """
 
 
@@ -72,7 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--calibration",
         default="auto",
         help="amplitude DN -> sigma0: 'auto' (SAFE annotation/calibration/calibration-<name>.xml "
-        "if present, else raw DN^2), 'none', a constant A (sigma0 = DN^2/A^2) or an XML file",
+        "if present, else raw DN^2), 'none', a constant A (sigma0 = DN^2/A^2) or an XML file; "
+        "applied to the amplitude files only (float files of a mixed input are recorded as "
+        "n/a), refused when no input file is amplitude",
     )
     g.add_argument(
         "--calibration-lut",

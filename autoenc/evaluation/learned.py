@@ -76,8 +76,7 @@ class LearnedCodec:
     @property
     def window_db(self) -> tuple[float, float]:
         """The dB window the checkpoint was trained on."""
-        norm = self.loaded.preprocessing["normalisation"]
-        return float(norm["vmin_db"]), float(norm["vmax_db"])
+        return self.loaded.preprocessing.normalisation.window
 
     def _sync(self) -> None:
         if self.device.type == "cuda":

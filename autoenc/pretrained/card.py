@@ -253,7 +253,7 @@ def export_main(argv: list[str] | None = None) -> int:
             limits=LIMITS,
             record={
                 "spec": codec.spec,
-                "preprocessing": codec.preprocessing,
+                "preprocessing": codec.preprocessing.to_dict(),
                 "weights_sha256": codec.weights_sha256,
                 "parameters": sum(t.numel() for t in codec.model.parameters()),
                 "training": {"data": str(args.data), "recipe": args.recipe},

@@ -16,6 +16,22 @@ from autoenc.sar.geotiff import SceneReader
 from autoenc.sar.radiometry import DEFAULT_NOISE_FLOOR_DB, BlockConverter, detect_input_kind
 
 
+def explicit_calibration(spec: str) -> bool:
+    """True for a ``--calibration`` that names a constant or an XML file (not auto or none)."""
+    return spec.strip() not in ("auto", "none", "")
+
+
+def _not_applied(kind: str, spec: str) -> dict[str, Any]:
+    """Manifest entry of a non-amplitude scene: no calibration, and why an explicit one was not.
+
+    ``{"method": "n/a"}``, plus ``requested`` and ``reason`` when ``spec`` is explicit.
+    """
+    if not explicit_calibration(spec):
+        return {"method": "n/a"}
+    reason = f"{kind} input: --calibration applies to amplitude DN"
+    return {"method": "n/a", "requested": spec.strip(), "reason": reason}
+
+
 def open_input(
     path: Path,
     band: int | str | None = None,
@@ -26,12 +42,15 @@ def open_input(
 ) -> tuple[SceneReader, BlockConverter, dict[str, Any]]:
     """Open a scene, decide its input kind and calibration, and describe it for a manifest.
 
+    ``calibration`` applies to amplitude DN only: for an intensity or dB scene it is recorded
+    as not applied (``{"method": "n/a", "requested": ..., "reason": ...}`` when it was a
+    constant or an XML file), so one ``--calibration`` serves a folder mixing both.
     The caller owns (and must close) the returned reader.
 
     Raises:
         SceneError: unreadable file or missing band.
-        ValueError: bad calibration, a calibration given for a non-amplitude scene, or an
-            ``auto`` input kind the values cannot settle (the message says what was seen).
+        ValueError: a bad calibration (non-positive constant, unreadable XML), or an ``auto``
+            input kind the values cannot settle (the message says what was seen).
     """
     reader = SceneReader(path, band)
     try:
@@ -46,13 +65,16 @@ def open_input(
                 raise ValueError(f"{path}: {e}") from None
         else:
             kind, why = input_kind, "given by --input-kind"  # type: ignore[assignment]
-        cal = (
+        # Applied to amplitude DN only; an explicit one is checked for every scene (constant > 0,
+        # readable XML), so a typo fails on a float-only input too.
+        amplitude = kind == "amplitude"
+        given = (
             calibration_for(path, calibration, calibration_lut)
-            if kind == "amplitude"
+            if amplitude or explicit_calibration(calibration)
             else Calibration()
         )
-        if kind != "amplitude" and calibration not in ("auto", "none"):
-            raise ValueError(f"{path}: --calibration applies to amplitude DN, but this is {kind}")
+        cal = given if amplitude else Calibration()
+        applied = cal.describe() if amplitude else _not_applied(kind, calibration)
         units = {"amplitude": cal.units(), "intensity": "linear intensity", "db": "dB"}[kind]
         stat = path.stat()
         info = {
@@ -67,8 +89,8 @@ def open_input(
             "dtype": reader.dtype.name,
             "input_kind": kind,
             "input_kind_reason": why,
-            "calibration": cal.describe() if kind == "amplitude" else {"method": "n/a"},
-            "calibrated": cal.calibrated or kind != "amplitude",
+            "calibration": applied,
+            "calibrated": cal.calibrated or not amplitude,
             "units": units,
             "nodata": g.to_dict()["nodata"],
             "georef": g.georef,

@@ -1,17 +1,21 @@
 # Copyright (c) autoenc developers.
 # Licensed under the MIT License.
 
-"""Seeded generator of ``tests/data/v1_scene.aec``: a format-version-1 ``.aec`` kept for good.
+"""Seeded generator of ``tests/data/v1_scene.aec`` and ``v2_scene.aec``: old formats kept for good.
 
-The fixture was made ONCE, by the code of commit fa47873 (the last that wrote format
-version 1), with the shipped default model ``autoenc/pretrained/wavelet-grdh.safetensors``:
+Each fixture was made ONCE, with the shipped default model
+``autoenc/pretrained/wavelet-grdh.safetensors``, by the last code that wrote its format
+version: ``v1_scene.*`` by commit fa47873 (format version 1, everything outside the window
+clipped), ``v2_scene.*`` by commit 8166f2f (version 2: the exception layer, verbose JSON
+header, no per-scene offset), this script run with that commit on ``PYTHONPATH``:
 
-    python tests/data/make_v1_fixture.py tests/data
+    python tests/data/make_v1_fixture.py tests/data          # v1_scene.*
+    python tests/data/make_v1_fixture.py tests/data v2       # v2_scene.*
 
 Running it again with a later autoenc writes that version's format instead: it is kept to
 show how the file came to be, and for its scene (:func:`v1_scene`), which the test
-regenerates to compare the decode with. It writes ``v1_scene.aec`` and
-``v1_scene_decoded.npz`` (the decode of that code, dB rounded to 0.001 dB as int16; the
+regenerates to compare the decode with. It writes ``<name>_scene.aec`` and
+``<name>_scene_decoded.npz`` (the decode of that code, dB rounded to 0.001 dB as int16; the
 decode lies in the window), and prints the SHA-256 of the exact decoded float32 array, which
 ``tests/test_codec_exceptions.py`` records.
 
@@ -63,15 +67,15 @@ def decoded_digest(values: np.ndarray) -> tuple[str, np.ndarray]:
     return hashlib.sha256(values.tobytes()).hexdigest(), np.rint(db * 1000).astype(np.int16)
 
 
-def main(out: Path) -> None:
-    """Write the fixture into ``out``."""
+def main(out: Path, name: str = "v1") -> None:
+    """Write the fixture ``<name>_scene.*`` into ``out``."""
     from autoenc.codec.cli import compress_main, decompress_main
 
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         tif = Path(tmp) / "v1_scene.tif"
         write_scene(tif)
-        aec = out / "v1_scene.aec"
+        aec = out / f"{name}_scene.aec"
         if compress_main([str(tif), "-o", str(aec), "--device", "cpu", "--overwrite"]) != 0:
             raise SystemExit("compress failed")
         back = Path(tmp) / "back.tif"
@@ -80,9 +84,10 @@ def main(out: Path) -> None:
         with rasterio.open(back) as src:
             decoded = src.read(1)
     sha, db_milli = decoded_digest(decoded)
-    np.savez_compressed(out / "v1_scene_decoded.npz", db_milli=db_milli)
+    np.savez_compressed(out / f"{name}_scene_decoded.npz", db_milli=db_milli)
     print(f"{aec}: {aec.stat().st_size} bytes; decoded SHA-256 {sha}")
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1] if len(sys.argv) > 1 else Path(__file__).parent))
+    main(Path(sys.argv[1] if len(sys.argv) > 1 else Path(__file__).parent),
+         sys.argv[2] if len(sys.argv) > 2 else "v1")  # fmt: skip

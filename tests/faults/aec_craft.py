@@ -7,7 +7,7 @@ The crafter writes containers byte by byte, independently of ``ContainerWriter``
 produce what the writer never would (a header of ``1e999``, a zlib bomb) with every CRC right:
 the decoder must then refuse by content, not by checksum. Layout: ``autoenc/codec/container.py``.
 
-* :func:`parse` splits a file into (raw header bytes, [(kind, payload), ...]);
+* :func:`parse` splits a file into (header JSON bytes, [(kind, payload), ...]);
 * :func:`build` writes them back with valid CRCs and a valid ``END`` record;
 * :func:`crafted_cases` yields (name, bytes) of seeded header/chunk mutations with valid CRCs;
 * :func:`damaged_cases` yields (name, bytes) of seeded flips/truncations/insertions, CRCs not
@@ -40,9 +40,11 @@ Chunks = list[tuple[bytes, bytes]]
 
 
 def parse(data: bytes) -> tuple[bytes, Chunks]:
-    """(raw header bytes, chunks before END) of a valid container."""
-    (n,) = struct.unpack_from("<I", data, 10)
+    """(header JSON bytes, chunks before END) of a valid container (inflated from version 3)."""
+    version, n = struct.unpack_from("<HI", data, 8)
     raw = data[14 : 14 + n]
+    if version >= 3:  # raw DEFLATE of the JSON
+        raw = zlib.decompress(raw, -15)
     pos = 18 + n
     chunks: Chunks = []
     while True:
@@ -53,8 +55,11 @@ def parse(data: bytes) -> tuple[bytes, Chunks]:
         pos += 16 + length
 
 
-def build(raw_header: bytes, chunks: Chunks, version: int = 2) -> bytes:
-    """A container of ``raw_header`` (any bytes) and ``chunks``, every CRC and END right."""
+def build(raw_header: bytes, chunks: Chunks, version: int = 3) -> bytes:
+    """A container of ``raw_header`` (any bytes: JSON or not) and ``chunks``, every CRC and
+    END right; from version 3 the header bytes are stored deflated, as the format says."""
+    if version >= 3:
+        raw_header = zlib.compress(raw_header, 9, wbits=-15)
     out = [MAGIC, struct.pack("<HI", version, len(raw_header)), raw_header]
     out.append(struct.pack("<I", zlib.crc32(raw_header)))
     for kind, payload in chunks:
@@ -267,6 +272,7 @@ def tiny_codec_checkpoint(path: Path, name: str = "HyperpriorAutoencoder") -> Pa
     import torch
 
     from autoenc.models import create_model, model_spec
+    from autoenc.sar.preprocessing import Preprocessing
     from autoenc.task import CompressionTask
 
     torch.manual_seed(0)
@@ -274,7 +280,7 @@ def tiny_codec_checkpoint(path: Path, name: str = "HyperpriorAutoencoder") -> Pa
     if name == "HyperpriorAutoencoder":
         kw.update(blocks_per_stage=1, hyper_channels=8)
     task = CompressionTask(model=create_model(name, **kw))
-    task.preprocessing = {"normalisation": dict(WINDOW), "units": [], "input_kinds": []}
+    task.preprocessing = Preprocessing.from_dict({"normalisation": dict(WINDOW)})
     ckpt: dict[str, Any] = {
         "state_dict": task.state_dict(),
         "hyper_parameters": {"model": model_spec(task.model)},

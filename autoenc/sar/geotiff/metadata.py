@@ -47,6 +47,9 @@ RASTER_DTYPES = ("uint8", "int8", "uint16", "int16", "uint32", "int32", "uint64"
 _GEO_KEYS = ("crs_wkt", "transform", "gcps", "gcps_crs_wkt", "tags", "band_tags", "nodata",
              "description", "units")  # fmt: skip
 _GCP_NUMBERS = ("row", "col", "x", "y")
+#: A GCP row of the compact form: ``[row, col, x, y, z]`` (id ``"i+1"``, info ``""``).
+_GCP_ROW = ("row", "col", "x", "y", "z")
+_EPSG_RE = re.compile(r"EPSG:([1-9][0-9]{0,5})")
 _POL_RE = re.compile(r"(?<![a-z])(vv|vh|hh|hv)(?![a-z])", re.IGNORECASE)
 TIFF_SUFFIXES = (".tif", ".tiff")
 
@@ -107,6 +110,15 @@ def _nodata_from(v: Any) -> float | None:
     return float(v)
 
 
+def _exact_epsg(wkt: str) -> int | None:
+    """The EPSG code whose WKT is exactly ``wkt`` (so the code restores it), else None."""
+    try:
+        code = CRS.from_wkt(wkt).to_epsg()
+        return code if code is not None and CRS.from_epsg(code).to_wkt() == wkt else None
+    except (RasterioError, _CPLError, ValueError):
+        return None
+
+
 def check_nodata(dtype: str | np.dtype[Any], nodata: float | None) -> None:
     """Refuse a nodata value that ``dtype`` cannot hold (GDAL would fail late, obscurely).
 
@@ -156,6 +168,59 @@ class GeoMetadata:
             d["nodata"] = str(d["nodata"])
         d["transform"] = list(self.transform) if self.transform is not None else None
         return d
+
+    def to_compact(self) -> dict[str, Any]:
+        """The small form of :meth:`to_dict` (``.aec`` headers); :meth:`from_compact` inverts it.
+
+        Empty and null fields are left out; a CRS whose WKT is exactly what its EPSG code gives
+        becomes ``"EPSG:<code>"``; GCPs numbered ``1..n`` without info become
+        ``[row, col, x, y, z]`` rows.
+        """
+        d = {k: v for k, v in self.to_dict().items() if v is not None and v != {} and v != []}
+        for key in ("crs_wkt", "gcps_crs_wkt"):
+            if key in d and (code := _exact_epsg(d[key])) is not None:
+                d[key] = f"EPSG:{code}"
+        gcps = d.get("gcps", [])
+        if gcps and all(
+            set(p) == {*_GCP_ROW, "id", "info"} and p["id"] == str(i + 1) and p["info"] == ""
+            for i, p in enumerate(gcps)
+        ):
+            d["gcps"] = [[p[k] for k in _GCP_ROW] for p in gcps]
+        return d
+
+    @classmethod
+    def from_compact(cls, d: dict[str, Any]) -> GeoMetadata:
+        """Inverse of :meth:`to_compact`, checking every field (``d`` may be untrusted).
+
+        Raises:
+            ValueError: an unknown key, a malformed EPSG code or GCP row, or what
+                :meth:`from_dict` refuses.
+        """
+        if not isinstance(d, dict):
+            raise ValueError(f"georeferencing must be an object, got {type(d).__name__}")
+        if unknown := sorted(set(d) - set(_GEO_KEYS)):
+            raise ValueError(f"georeferencing has unknown keys {unknown}")
+        full: dict[str, Any] = {k: None for k in _GEO_KEYS}
+        full.update(tags={}, band_tags={}, gcps=[])
+        full.update(d)
+        for key in ("crs_wkt", "gcps_crs_wkt"):
+            v = full[key]
+            if isinstance(v, str) and v.startswith("EPSG:"):
+                if not (m := _EPSG_RE.fullmatch(v)):
+                    raise ValueError(f"{key} {v[:20]!r} is not EPSG:<code>")
+                try:
+                    full[key] = str(CRS.from_epsg(int(m.group(1))).to_wkt())
+                except (RasterioError, _CPLError, ValueError) as e:
+                    raise ValueError(f"{key} {v}: {e}") from None
+        gcps = full["gcps"]
+        if isinstance(gcps, list) and gcps and all(isinstance(g, list) for g in gcps):
+            if not all(len(g) == len(_GCP_ROW) for g in gcps):
+                raise ValueError(f"a GCP row must be [{', '.join(_GCP_ROW)}]")
+            full["gcps"] = [
+                {**dict(zip(_GCP_ROW, g, strict=True)), "id": str(i + 1), "info": ""}
+                for i, g in enumerate(gcps)
+            ]
+        return cls.from_dict(full)
 
     def validate(self) -> None:
         """Check that rasterio accepts the CRS, transform and GCPs (e.g. from an untrusted file).
