@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from autoenc.sar.calibration import Calibration
+from autoenc.sar.calibration import Calibration, CalibrationLUT
 from autoenc.sar.normalisation import (
     CODE_MAX,
     Normalisation,
@@ -95,7 +95,8 @@ def test_dict_round_trip_and_missing_key_named() -> None:
         Normalisation(5.0, -25.0)
 
 
-# raw input -> dB (the prepare/compress converter) and its inverse (the decoder's formulas)
+# raw input -> dB (the prepare/compress converter) and its inverse (BlockConverter.from_db, the
+# decoder's)
 K = 350.0  # amplitude calibration constant: sigma0 = DN^2 / K^2
 K_DB = 20 * math.log10(K)
 _CALIBRATION = {"intensity": None, "db": None, "amplitude": Calibration(constant=K)}
@@ -118,12 +119,26 @@ def test_raw_to_codes_and_back_within_one_code(kind: str) -> None:
         raw = _raw(kind, _inside(n, rng, 1024).astype(np.float64)).reshape(32, 32)
         db = conv.to_db(raw, 0, 0)
         codes = n.to_codes(db)
-        raw_back = _raw(kind, n.from_codes(codes))
+        raw_back = conv.from_db(n.from_codes(codes), 0, 0)  # the decoder's inverse
         again = n.to_codes(conv.to_db(raw_back, 0, 0)).astype(np.int64)
         assert np.abs(again - codes.astype(np.int64)).max() <= 1
         # and the raw value itself comes back within one code step of the window
         step = (n.vmax_db - n.vmin_db) / CODE_MAX
         assert np.abs(conv.to_db(raw_back, 0, 0) - db).max() <= step
+
+
+def test_from_db_inverts_to_db_for_every_kind_and_a_lut() -> None:
+    rng = np.random.default_rng(8)
+    db = rng.uniform(-29.0, 40.0, (40, 50))
+    a = np.array([[300.0, 420.0], [350.0, 500.0]])
+    lut = CalibrationLUT(np.array([0.0, 39.0]), np.array([0.0, 49.0]), a, "sigmaNought", "t")
+    cases = [("intensity", None), ("db", None), ("amplitude", Calibration(constant=K)),
+             ("amplitude", Calibration(lut=lut)), ("amplitude", Calibration())]  # fmt: skip
+    for kind, cal in cases:
+        conv = BlockConverter(kind, None, -30.0, cal)  # type: ignore[arg-type]
+        raw = conv.from_db(db, 3, 7)
+        back = conv.to_db(raw.astype(np.float32), 3, 7)
+        np.testing.assert_allclose(back, db, atol=1e-4, err_msg=f"{kind} {cal}")
 
 
 # --- the same formulas on torch tensors (the metrics and the data loader use them) ------------

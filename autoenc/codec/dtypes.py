@@ -62,21 +62,12 @@ def window_db(unit: NDArray[np.float32], sh: SceneHeader) -> NDArray[np.float64]
 def from_db(db: NDArray[np.float64], sh: SceneHeader, y: int, x: int) -> NDArray[Any]:
     """The model's dB of a tile at ``(y, x)`` -> the input's units and dtype.
 
-    The inverse of the compressor's preprocessing: the per-scene offset, then the input kind
-    and calibration of :class:`autoenc.sar.radiometry.BlockConverter`.
+    The inverse of the compressor's preprocessing: the per-scene offset, then
+    :meth:`autoenc.sar.radiometry.BlockConverter.from_db` (input kind and calibration).
     """
     inp = sh.input
-    db = inp.offset.undo(db)  # the model's dB -> the scene's own dB
-    if inp.kind == "db":
-        return cast(db, inp.dtype, positive=False)
-    if inp.kind == "intensity":
-        return cast(np.power(10.0, db / 10.0), inp.dtype, positive=True)
-    cal = inp.calibration
-    if cal.lut is not None:
-        db = db - cal.lut.db_offset(y, x, *db.shape)
-    elif cal.constant:
-        db = db + 20.0 * np.log10(cal.constant)
-    return cast(np.power(10.0, db / 20.0), inp.dtype, positive=True)
+    values = inp.converter.from_db(inp.offset.undo(db), y, x)
+    return cast(values, inp.dtype, positive=inp.kind != "db")
 
 
 def from_units(unit: NDArray[np.float32], sh: SceneHeader, y: int, x: int) -> NDArray[Any]:

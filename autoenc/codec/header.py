@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -51,7 +52,7 @@ from autoenc.sar.calibration import Calibration, CalibrationLUT
 from autoenc.sar.geotiff import RASTER_DTYPES, GeoMetadata, check_nodata
 from autoenc.sar.normalisation import Normalisation
 from autoenc.sar.offset import OFFSET_LIMIT_DB, DbOffset
-from autoenc.sar.radiometry import INPUT_KINDS
+from autoenc.sar.radiometry import INPUT_KINDS, BlockConverter
 from autoenc.tiling import TileGrid
 
 
@@ -133,6 +134,11 @@ class InputRecord:
     polarisation: str | None
     calibration: Calibration = Calibration()
     offset: DbOffset = DbOffset()
+
+    @cached_property
+    def converter(self) -> BlockConverter:
+        """The scene's dB conversion (its :meth:`~BlockConverter.from_db` is the decoder's)."""
+        return BlockConverter(self.kind, None, -LIMITS.db, self.calibration)  # type: ignore[arg-type]
 
     def to_dict(self) -> dict[str, Any]:
         """The header's ``input`` record (format version 3)."""

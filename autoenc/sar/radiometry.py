@@ -206,7 +206,8 @@ class BlockConverter:
     """Map raw blocks of one band to dB (float32) and per-pixel invalid reasons (uint8).
 
     ``floor_db`` is applied to valid values before the log (linear kinds) or as a minimum
-    (dB input), so the log never sees zero and the noise floor is explicit.
+    (dB input), so the log never sees zero and the noise floor is explicit. :meth:`from_db`
+    is the inverse (the decoder's), next to its forward :meth:`to_db`.
     """
 
     def __init__(
@@ -275,6 +276,24 @@ class BlockConverter:
         if self.calibration.lut is not None and self.kind == "amplitude":
             db = db + self.calibration.lut.db_offset(row, col, *raw.shape)
         return np.maximum(db, np.float32(self.floor_db), dtype=np.float32)
+
+    def from_db(self, db: NDArray[np.float64], row: int, col: int) -> NDArray[np.float64]:
+        """Inverse of :meth:`to_db` above the floor: dB of a block at ``(row, col)`` -> values.
+
+        Values in the band's units (DN with the calibration undone, linear intensity, or dB),
+        float64; the caller casts them to the band's dtype.
+        """
+        d = np.asarray(db, dtype=np.float64)
+        if self.kind == "db":
+            return d
+        if self.kind == "intensity":
+            return np.power(10.0, d / 10.0)
+        cal = self.calibration
+        if cal.lut is not None:
+            d = d - cal.lut.db_offset(row, col, *d.shape)
+        elif cal.constant is not None:
+            d = d + 20.0 * np.log10(cal.constant)
+        return np.power(10.0, d / 20.0)
 
 
 def row_extents(
