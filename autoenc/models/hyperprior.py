@@ -127,7 +127,8 @@ class HyperpriorAutoencoder(AutoencoderBase):
         z_strings = self.entropy_bottleneck.compress(z)
         z_hat = self.entropy_bottleneck.decompress(z_strings, z.shape[-2:]).to(y.device)
         size = y.shape[-2:]
-        scales, means = self._gaussian_params(z_hat.to(next(self.h_s.parameters()).dtype), size)
+        with torch.autocast(device_type=y.device.type, enabled=False):  # the decoder's precision
+            scales, means = self._gaussian_params(z_hat.to(next(self.h_s.parameters()).dtype), size)
         indexes = self.gaussian_conditional.build_indexes(scales)
         y_strings = self.gaussian_conditional.compress(y.float(), indexes, means)
         return {
@@ -151,7 +152,8 @@ class HyperpriorAutoencoder(AutoencoderBase):
         param = next(self.h_s.parameters())
         z_shape = [-(-int(shape[0]) // 4), -(-int(shape[1]) // 4)]  # ceil: y was padded to x4
         z_hat = self.entropy_bottleneck.decompress(z_strings, z_shape).to(param.device)
-        scales, means = self._gaussian_params(z_hat.to(param.dtype), shape)
+        with torch.autocast(device_type=param.device.type, enabled=False):  # as the encoder
+            scales, means = self._gaussian_params(z_hat.to(param.dtype), shape)
         indexes = self.gaussian_conditional.build_indexes(scales)
         if checksums is not None:
             for i, want in enumerate(checksums):
