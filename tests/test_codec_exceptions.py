@@ -320,3 +320,24 @@ def test_a_scene_that_does_not_fit_the_window_is_warned_about(
     assert auto_stat["offset_db"] > 15 and forced_stat["offset_db"] == 0.0
     assert auto < forced / 4 and auto_stat["exceptions"] < forced_stat["exceptions"] / 20
     assert sizes["land", ()][1]["offset_db"] == 0.0  # fits: no offset
+
+
+def test_edge_relative_codes_round_trip_within_half_a_step() -> None:
+    from autoenc.codec.exceptions import code_values, value_codes
+    from autoenc.codec.header import ExceptionCoding
+
+    rng = np.random.default_rng(4)
+    for lo, hi in [(-25.0, 5.0), (-24.99, 4.11)]:  # the second: float32 rounds -24.99 up
+        for step in (0.05, 0.001, 1.0):
+            coding = ExceptionCoding("keep", step, (lo, hi))
+            d = np.concatenate([rng.uniform(-300, lo, 500), rng.uniform(hi, 300, 500)])
+            # and values a float32 comparison puts just outside the edges
+            d = np.concatenate([d, [np.nextafter(np.float32(lo), -1), np.float32(lo) - 1e-7,
+                                    np.nextafter(np.float32(hi), 1)]])  # fmt: skip
+            d = d.astype(np.float32).astype(np.float64)
+            back = code_values(value_codes(d, coding), coding)
+            assert np.abs(back - d).max() <= step / 2 + 1e-9, (lo, hi, step)
+            absolute = ExceptionCoding("keep", step)  # version 2: absolute codes
+            assert (
+                np.abs(code_values(value_codes(d, absolute), absolute) - d).max() <= step / 2 + 1e-9
+            )

@@ -60,7 +60,10 @@ def value_codes(db: NDArray[Any], coding: ExceptionCoding) -> NDArray[np.int64]:
     lo, hi = coding.edges
     below = -1 - np.rint(np.maximum(lo - d, 0.0) / step)
     above = np.rint(np.maximum(d - hi, 0.0) / step)
-    return np.where(d < lo, below, above).astype(np.int64)
+    # The side is decided by the window's middle, not by an edge: a value that
+    # find_exceptions (float32) put just below an edge that float32 rounds up must not code as
+    # "above" (it would decode at the other edge).
+    return np.where(d < (lo + hi) / 2, below, above).astype(np.int64)
 
 
 def code_values(codes: NDArray[np.int64], coding: ExceptionCoding) -> NDArray[np.float64]:
