@@ -21,10 +21,11 @@ show how the files came to be. It writes:
 * ``old_plain.ckpt``: ``last.ckpt`` of ``autoenc fit --config configs/plain.yaml`` on that
   dataset, shrunk by ``tests/data/fit_args.py``'s ``tiny()`` (base_channels 4, 2 steps, CPU)
   and latent_channels 4, 32-bit precision, no augmentation (190 KB); its
-  ``autoenc_preprocessing`` is what the old ``preprocessing_of(manifest)`` gave;
+  ``autoenc_preprocessing`` is what the old ``preprocessing_of(manifest)`` gave. It is kept in
+  git pickle-free, as ``old_plain_ckpt.npz`` + ``old_plain_ckpt.json``
+  (``ckpt_pack.save``; no ``*.ckpt`` is committed), and its original SHA-256 is recorded;
 * ``fixtures.json``: what produced them (commit, arguments) and the SHA-256 of each file.
 
-``tests/data/legacy/.gitignore`` re-includes ``*.ckpt``, which the top-level ignore excludes.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+import torch
 
 import autoenc
 from autoenc.data.synth_dataset import make_synthetic_dataset
@@ -67,16 +70,25 @@ def make_legacy_fixtures(out: Path) -> dict[str, str]:
         env = {**os.environ, "OMP_NUM_THREADS": "1"}
         subprocess.run([*cmd, *_tiny(data)], cwd=tmp, env=env, check=True)
         ckpt = Path(tmp) / "lightning_logs" / "plain" / "checkpoints" / "last.ckpt"
-        shutil.copyfile(ckpt, out / "old_plain.ckpt")
-    files = sorted(p for p in out.rglob("*") if p.is_file() and p.suffix in (".json", ".npy"))
+        original = hashlib.sha256(ckpt.read_bytes()).hexdigest()
+        # pickle-free in git: tensors in .npz, the rest in JSON (ckpt_pack.py, next to this)
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        import ckpt_pack
+
+        ckpt_pack.save(torch.load(ckpt, map_location="cpu", weights_only=True),
+                       out / "old_plain_ckpt")  # fmt: skip
+    files = sorted(
+        p for p in out.rglob("*") if p.is_file() and p.suffix in (".json", ".npy", ".npz")
+    )
     sums = {
         p.relative_to(out).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in [*files, out / "old_plain.ckpt"]
+        for p in files
         if p.name != "fixtures.json"
     }
     record = {"commit": COMMIT, "autoenc": autoenc.__version__, "dataset": DATASET,
               "fit": "autoenc fit --config configs/plain.yaml + tiny() overrides",
-              "sha256": sums}  # fmt: skip
+              "sha256": sums, "old_plain.ckpt": {"sha256": original, "kept_as":
+              "old_plain_ckpt.npz + old_plain_ckpt.json (ckpt_pack.py)"}}  # fmt: skip
     (out / "fixtures.json").write_text(json.dumps(record, indent=1) + "\n")
     return sums
 
