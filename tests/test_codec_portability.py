@@ -87,6 +87,20 @@ def test_a_file_decodes_with_other_thread_counts_to_the_same_pixels(
     assert np.isfinite(outs[dec]).all()
 
 
+def _encode_each_way_decode_in_float32(
+    codec: object, tif: Path, tmp: Path
+) -> dict[str, np.ndarray]:
+    """Encode under bf16 autocast and in float32; both decoded in float32."""
+    outs = {}
+    for name in ("bf16 autocast", "float32"):
+        aec, out = tmp / f"{name}.aec", tmp / f"{name}.tif"
+        with PATHS[name]():
+            compress_scene(tif, aec, codec, tile=128, offset_db=0.0)  # type: ignore[arg-type]
+        decompress_scene(aec, out, _load(codec))  # type: ignore[arg-type]
+        outs[name] = _read(out)
+    return outs
+
+
 def test_a_file_encoded_under_bf16_autocast_decodes_in_float32(tmp_path: Path) -> None:
     # The transforms feel the autocast (other coefficients, so other symbols), the coding does
     # not: the float32 decoder computes the encoder's scales, and the image is as good.
@@ -94,12 +108,8 @@ def test_a_file_encoded_under_bf16_autocast_decodes_in_float32(tmp_path: Path) -
     tif = _scene(tmp_path)
     x = _read(tif).astype(np.float64)
     psnr = {}
-    for name in ("bf16 autocast", "float32"):
-        aec, out = tmp_path / f"{name}.aec", tmp_path / f"{name}.tif"
-        with PATHS[name]():
-            compress_scene(tif, aec, codec, tile=128, offset_db=0.0)
-        decompress_scene(aec, out, _load(codec))  # type: ignore[arg-type]
-        d = np.clip(10 * np.log10(_read(out).astype(np.float64)), -25.0, 5.0)
+    for name, y in _encode_each_way_decode_in_float32(codec, tif, tmp_path).items():
+        d = np.clip(10 * np.log10(y.astype(np.float64)), -25.0, 5.0)
         err = d - np.clip(10 * np.log10(x), -25.0, 5.0)
         psnr[name] = float(10 * np.log10(30.0**2 / np.mean(err**2)))
     assert abs(psnr["bf16 autocast"] - psnr["float32"]) < 0.3, psnr
@@ -112,13 +122,7 @@ def test_hyperprior_file_encoded_under_bf16_autocast_decodes_in_float32(tmp_path
 
     codec = load_codec(ac.tiny_codec_checkpoint(tmp_path / "hyper.ckpt"))
     tif = _scene(tmp_path)
-    outs = {}
-    for name in ("bf16 autocast", "float32"):
-        aec, out = tmp_path / f"{name}.aec", tmp_path / f"{name}.tif"
-        with PATHS[name]():
-            compress_scene(tif, aec, codec, tile=128, offset_db=0.0)
-        decompress_scene(aec, out, _load(codec))  # type: ignore[arg-type]
-        outs[name] = _read(out)
+    outs = _encode_each_way_decode_in_float32(codec, tif, tmp_path)
     assert np.isfinite(outs["bf16 autocast"]).all()
     # an untrained model: the bf16 coefficients move some pixels, most stay where they were
     assert np.median(np.abs(10 * np.log10(outs["bf16 autocast"] / outs["float32"]))) < 0.5
