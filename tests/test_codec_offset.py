@@ -28,6 +28,7 @@ from autoenc.codec.container import ContainerReader
 from autoenc.sar.calibration import Calibration
 from autoenc.sar.geotiff import SceneReader
 from autoenc.sar.offset import (
+    LEVEL_BINS,
     OFFSET_LIMIT_DB,
     DbOffset,
     SceneLevels,
@@ -73,10 +74,7 @@ def test_parse_offset() -> None:
 
 def _levels(db: np.ndarray) -> SceneLevels:
     """The histogram scene_levels would build from these valid dB values."""
-    hist = np.zeros(60000, dtype=np.int64)
-    idx = np.clip(np.floor((np.asarray(db, np.float64) + 300.0) / 0.01), 0, 59999).astype(int)
-    np.add.at(hist, idx, 1)
-    return SceneLevels(hist)
+    return SceneLevels(np.bincount(LEVEL_BINS.index(np.asarray(db)), minlength=LEVEL_BINS.n))
 
 
 def test_choose_offset_rule() -> None:
@@ -98,7 +96,9 @@ def test_choose_offset_rule() -> None:
     med = choose_offset("median", land, WINDOW)  # the median to the centre, -10 dB
     assert med.offset_db == pytest.approx(-10.0 - land.median_db(), abs=0.011)
     assert choose_offset(-3.0, None, WINDOW).offset_db == -3.0  # given: no pass needed
-    assert choose_offset("auto", SceneLevels(np.zeros(60000, np.int64)), WINDOW).offset_db == 0
+    assert (
+        choose_offset("auto", SceneLevels(np.zeros(LEVEL_BINS.n, np.int64)), WINDOW).offset_db == 0
+    )
     with pytest.raises(ValueError, match="exceeds"):
         choose_offset("median", _levels(np.full(10, 250.0)), WINDOW)
 

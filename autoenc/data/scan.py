@@ -19,6 +19,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from autoenc.sar.geotiff import SceneReader, blocks
+from autoenc.sar.histogram import DbBins
 from autoenc.sar.radiometry import (
     NODATA,
     NONPOSITIVE,
@@ -29,13 +30,14 @@ from autoenc.sar.radiometry import (
 )
 
 HIST_LO_DB, HIST_HI_DB, HIST_BIN_DB = -100.0, 100.0, 0.01
-HIST_BINS = round((HIST_HI_DB - HIST_LO_DB) / HIST_BIN_DB)
+#: The scan's bins (the cached histograms of ``.prepare/scan`` have this many).
+BINS = DbBins(HIST_LO_DB, HIST_HI_DB, HIST_BIN_DB)
+HIST_BINS = BINS.n
 
 
 def db_to_bin(db: NDArray[np.float32]) -> NDArray[np.intp]:
     """Histogram bin of each dB value (values beyond ±100 dB land in the end bins)."""
-    idx = (db - np.float32(HIST_LO_DB)) * np.float32(1.0 / HIST_BIN_DB)
-    return np.clip(idx, 0, HIST_BINS - 1).astype(np.intp)
+    return BINS.index(db)
 
 
 @dataclass
@@ -140,28 +142,13 @@ def _border_pixels(first: NDArray[np.int64], last: NDArray[np.int64], width: int
 
 
 def percentile_db(hist: NDArray[np.int64], q: float) -> float:
-    """The ``q``-th percentile (0..100) of a dB histogram, linear within the bin."""
-    total = int(hist.sum())
-    if total == 0:
-        raise ValueError("cannot take percentiles of an empty histogram (no valid pixels)")
-    target = total * q / 100.0
-    cum = np.cumsum(hist)
-    i = int(np.searchsorted(cum, target, side="left"))
-    i = min(i, HIST_BINS - 1)
-    before = float(cum[i - 1]) if i > 0 else 0.0
-    frac = (target - before) / float(hist[i]) if hist[i] else 0.0
-    return HIST_LO_DB + HIST_BIN_DB * (i + min(max(frac, 0.0), 1.0))
+    """The ``q``-th percentile (0..100) of a scan histogram, linear within the bin."""
+    return BINS.percentile(hist, q)
 
 
 def fraction_below(hist: NDArray[np.int64], db: float) -> float:
-    """Share of histogram mass below ``db`` (linear within the bin)."""
-    total = int(hist.sum())
-    if total == 0:
-        return 0.0
-    x = (db - HIST_LO_DB) / HIST_BIN_DB
-    i = int(np.clip(np.floor(x), 0, HIST_BINS - 1))
-    below = float(hist[:i].sum()) + float(hist[i]) * float(np.clip(x - i, 0.0, 1.0))
-    return below / total
+    """Share of scan-histogram mass below ``db`` (linear within the bin)."""
+    return BINS.fraction_below(hist, db)
 
 
 def clip_fractions(hist: NDArray[np.int64], vmin: float, vmax: float) -> dict[str, float]:

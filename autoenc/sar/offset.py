@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from numpy.typing import NDArray
 
+from autoenc.sar.histogram import DbBins
 from autoenc.sar.radiometry import VALID, BlockConverter
 
 if TYPE_CHECKING:  # rasterio only where scenes are read
@@ -42,9 +43,8 @@ if TYPE_CHECKING:  # rasterio only where scenes are read
 OFFSET_STEP_DB = 0.01
 #: Largest offset, given or estimated (|dB|): 1e-20 .. 1e20 in intensity.
 OFFSET_LIMIT_DB = 200.0
-#: Histogram of the median pass: 0.01 dB bins over ±(limit + 100) dB.
-_HIST_LO, _HIST_BIN = -(OFFSET_LIMIT_DB + 100.0), 0.01
-_HIST_BINS = round(2 * (OFFSET_LIMIT_DB + 100.0) / _HIST_BIN)
+#: Bins of the levels pass: 0.01 dB over ±(limit + 100) dB.
+LEVEL_BINS = DbBins(-(OFFSET_LIMIT_DB + 100.0), OFFSET_LIMIT_DB + 100.0)
 OFFSET_MODES = ("auto", "median")
 #: ``auto`` keeps offset 0 unless another puts this share more of the valid pixels inside.
 AUTO_TOLERANCE = 0.001
@@ -107,7 +107,7 @@ def parse_offset(spec: str | float) -> str | float:
 
 @dataclass(frozen=True)
 class SceneLevels:
-    """The histogram of a scene's valid dB values (0.01 dB bins over ±300 dB), in one pass.
+    """The histogram of a scene's valid dB values over :data:`LEVEL_BINS` (0.01 dB, ±300 dB).
 
     ``hist[k]`` counts values in ``[lo + k·bin, lo + (k+1)·bin)``; values beyond the range are
     counted in the end bins.
@@ -121,23 +121,20 @@ class SceneLevels:
         return int(self.hist.sum())
 
     def median_db(self) -> float:
-        """Median dB (a bin's centre; NaN without a valid pixel)."""
-        if self.n == 0:
-            return math.nan
-        k = int(np.searchsorted(np.cumsum(self.hist), (self.n + 1) // 2))
-        return _HIST_LO + (k + 0.5) * _HIST_BIN
+        """Median dB (linear within its bin; NaN without a valid pixel)."""
+        return LEVEL_BINS.percentile(self.hist, 50.0) if self.n else math.nan
 
     def coverage(self, window: tuple[float, float]) -> NDArray[np.int64]:
         """Valid pixels inside ``window`` after each offset of :meth:`offsets` (same order)."""
         c = np.concatenate([[0], np.cumsum(self.hist)])
-        w = round((window[1] - window[0]) / _HIST_BIN)
+        w = round((window[1] - window[0]) / LEVEL_BINS.width)
         return c[w:] - c[:-w]
 
     def offsets(self, window: tuple[float, float]) -> NDArray[np.float64]:
         """The offset that puts bin ``k`` at the window's bottom, for every ``k``."""
-        w = round((window[1] - window[0]) / _HIST_BIN)
-        k = np.arange(_HIST_BINS - w + 1)
-        return np.round(window[0] - (_HIST_LO + k * _HIST_BIN), 6)
+        w = round((window[1] - window[0]) / LEVEL_BINS.width)
+        k = np.arange(LEVEL_BINS.n - w + 1)
+        return np.round(window[0] - (LEVEL_BINS.lo + k * LEVEL_BINS.width), 6)
 
 
 def scene_levels(
@@ -152,16 +149,14 @@ def scene_levels(
     Values are taken with the floor lowered to the histogram's bottom, so a scene far below
     the model's noise floor is measured rather than clamped.
     """
-    low = BlockConverter(conv.kind, conv.nodata, _HIST_LO, conv.calibration)
-    hist = np.zeros(_HIST_BINS, dtype=np.int64)
+    low = BlockConverter(conv.kind, conv.nodata, LEVEL_BINS.lo, conv.calibration)
+    hist = np.zeros(LEVEL_BINS.n, dtype=np.int64)
     from autoenc.sar.geotiff import blocks
 
     for r, c, bh, bw in blocks(reader.height, reader.width, block_rows, reader.width):
         raw = reader.read(r, c, bh, bw)
         valid = low.reasons(raw, first[r : r + bh], last[r : r + bh], c) == VALID
-        db = low.to_db(raw, r, c)[valid].astype(np.float64)
-        idx = np.clip(np.floor((db - _HIST_LO) / _HIST_BIN), 0, _HIST_BINS - 1).astype(np.intp)
-        hist += np.bincount(idx, minlength=_HIST_BINS)
+        hist += np.bincount(LEVEL_BINS.index(low.to_db(raw, r, c)[valid]), minlength=LEVEL_BINS.n)
     return SceneLevels(hist)
 
 
