@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,8 @@ from autoenc.sar.normalisation import Normalisation
 from autoenc.sar.preprocessing import Preprocessing
 
 LEGACY = Path(__file__).parent / "data" / "legacy"
+sys.path.insert(0, str(LEGACY))
+import ckpt_pack  # noqa: E402
 
 #: A record as autoenc has always written it (every key present).
 RECORD: dict[str, Any] = {
@@ -134,7 +137,7 @@ def test_shipped_model_has_a_typed_record(tmp_path: Path) -> None:
 
 
 def test_bad_record_in_a_checkpoint_is_a_model_error(tmp_path: Path) -> None:
-    ckpt = torch.load(LEGACY / "old_plain.ckpt", map_location="cpu", weights_only=True)
+    ckpt = ckpt_pack.load(LEGACY / "old_plain_ckpt")  # the old fit's checkpoint dict
     ckpt["autoenc_preprocessing"]["units"] = "sigma0"
     bad = tmp_path / "bad.ckpt"
     torch.save(ckpt, bad)
