@@ -207,3 +207,19 @@ def test_bad_ladders_and_qualities() -> None:
             model.step_of(bad)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="multiple of 8"):
         model(torch.rand(1, 1, 36, 32))
+
+
+def test_cached_stage_masks_serve_training_after_coding() -> None:
+    # The checkerboard masks are cached per shape; one first made while coding (inference
+    # mode) must still be usable where autograd saves it (torch.where in a training step).
+    from autoenc.entropy.subband_context import _anchor_mask, checkerboard
+
+    with torch.inference_mode():
+        m = checkerboard(6, 10, torch.device("cpu"))
+        a = _anchor_mask(torch.zeros(1, 1, 6, 10), True)
+    assert not m.is_inference() and not a.is_inference()
+    assert checkerboard(6, 10, torch.device("cpu")) is m  # cached
+    x = torch.ones(1, 1, 6, 10, requires_grad=True)
+    torch.where(m.bool(), x * 2, x * 3).sum().backward()
+    assert x.grad is not None and float(x.grad.sum()) == 2 * 30 + 3 * 30
+    assert int(a.sum()) == 30 and bool((a == m[0, 0].bool()).all())

@@ -38,6 +38,7 @@ from __future__ import annotations
 import math
 import zlib
 from collections.abc import Callable, Sequence
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -55,10 +56,17 @@ Hook = Callable[[Stage, list[Tensor]], None]
 
 
 def checkerboard(h: int, w: int, device: torch.device) -> Tensor:
-    """(1, 1, h, w) float mask, 1 on the anchors ((i + j) even)."""
-    i = torch.arange(h, device=device)[:, None]
-    j = torch.arange(w, device=device)[None, :]
-    return ((i + j) % 2 == 0).float()[None, None]
+    """(1, 1, h, w) float mask, 1 on the anchors ((i + j) even); shared: never modify it."""
+    return _checkerboard(int(h), int(w), torch.device(device))
+
+
+@lru_cache(maxsize=64)
+def _checkerboard(h: int, w: int, device: torch.device) -> Tensor:
+    # made outside inference mode, so a mask cached while coding also serves training
+    with torch.inference_mode(False):
+        i = torch.arange(h, device=device)[:, None]
+        j = torch.arange(w, device=device)[None, :]
+        return ((i + j) % 2 == 0).float()[None, None]
 
 
 def flat(b: Subbands) -> list[Tensor]:
@@ -265,8 +273,15 @@ def _float32(device: torch.device) -> torch.autocast:
 
 
 def _anchor_mask(band: Tensor, anchors: bool) -> Tensor:
-    m = checkerboard(band.shape[-2], band.shape[-1], band.device)[0, 0].bool()
-    return m if anchors else ~m
+    """(h, w) bool mask of a band's anchors (or the rest); shared: never modify it."""
+    return _bool_mask(int(band.shape[-2]), int(band.shape[-1]), band.device, anchors)
+
+
+@lru_cache(maxsize=128)
+def _bool_mask(h: int, w: int, device: torch.device, anchors: bool) -> Tensor:
+    with torch.inference_mode(False):
+        m = checkerboard(h, w, device)[0, 0].bool()
+        return m if anchors else ~m
 
 
 def _select(t: Tensor, anchors: bool, item: int) -> Tensor:
