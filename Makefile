@@ -21,7 +21,7 @@ help: ## list the targets
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q $(TORCH_PIP_ARGS) "$(TORCH_SPEC)"
-	$(PY) -m pip install -q -e ".[test,codecs]"
+	$(PY) -m pip install -q -e ".[test,codecs,onnx]"
 	@touch $(STAMP)
 
 install: $(STAMP) ## create .venv and install autoenc (torch first)

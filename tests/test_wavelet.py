@@ -108,7 +108,7 @@ def test_eval_reconstruction_is_the_conditional_mean_of_each_bin() -> None:
     out = model(x, quality=1)
     step = torch.full((2,), 0.1)
     q = [torch.round(t / 0.1) for t in flat(dwt2(x - 0.5, 3))]
-    scales = model.context._run(q, step)
+    scales = model.context.scales(model.context._run(q, step), step)
     centre = idwt2(unflat([t * 0.1 for t in q])) + 0.5
     assert float((out["x_hat"] - centre.clamp(0, 1)).abs().max()) > 1e-4  # not the bin centres
     mean = unflat([conditional_mean(a, b) * 0.1 for a, b in zip(q, scales, strict=True)])

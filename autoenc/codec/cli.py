@@ -243,6 +243,9 @@ def decompress_main(argv: list[str] | None = None) -> int:
                    "else the shipped model with the header's weights hash)")  # fmt: skip
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="cpu",
                    help="default cpu: decodes files from any device the same way")  # fmt: skip
+    p.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch",
+                   help="onnxruntime: decode with the graphs of `autoenc export --onnx DIR`, "
+                   "given as --ckpt DIR (pip install 'autoenc[onnx]')")  # fmt: skip
     p.add_argument("--despeckle", type=float, default=0.0, metavar="S",
                    help="reconstruct towards the clean reflectivity, strength 0..1 (default 0: "
                    "faithful to the input, speckle kept; wavelet codecs only)")  # fmt: skip
@@ -254,6 +257,9 @@ def decompress_main(argv: list[str] | None = None) -> int:
     p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     p.add_argument("--quiet", action="store_true", help="no summary")
     args = p.parse_args(argv)
+    if args.backend == "onnxruntime" and (args.ckpt is None or args.device != "cpu"):
+        p.error("--backend onnxruntime needs --ckpt DIR (an `autoenc export --onnx` folder) "
+                "and runs on the CPU")  # fmt: skip
 
     def body() -> None:
         from autoenc.atomic import same_file
@@ -278,6 +284,12 @@ def decompress_main(argv: list[str] | None = None) -> int:
             def load(sh: SceneHeader, src: Path = src, dst: Path = dst) -> LoadedCodec:
                 from autoenc.pretrained import find_shipped
 
+                if args.backend == "onnxruntime":  # --ckpt is the export folder
+                    from autoenc.codec.onnx import load_onnx
+
+                    if args.ckpt not in cache:
+                        cache[args.ckpt] = load_onnx(args.ckpt)
+                    return cache[args.ckpt]
                 name = Path(sh.model.checkpoint or "").name  # no path parts
                 path = args.ckpt or src.parent / name
                 if args.ckpt is None and not path.is_file():

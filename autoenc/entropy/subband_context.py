@@ -47,11 +47,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from autoenc.entropy.gaussian import GaussianConditional
+from autoenc.layers.integer import IntegerConvNet, round_ste
 from autoenc.layers.wavelet import Subbands, idwt2
 
 #: (band indexes, anchors?) of a stage; band index into :func:`flat` order.
 Stage = tuple[tuple[int, ...], bool]
-#: Called by :meth:`SubbandContext._run` with (stage, scales of its bands) before the next stage.
+#: Called by :meth:`SubbandContext._run` with (stage, log-scales of its bands) before the next
+#: stage.
 Hook = Callable[[Stage, list[Tensor]], None]
 
 
@@ -120,18 +122,40 @@ def _net(cin: int, cout: int, width: int) -> nn.Sequential:
     )
 
 
-class SubbandContext(nn.Module):
-    """Checkerboard + parent context model of Gaussian scales over quantised subbands."""
+#: Grid of the LL anchors' log-scale in an integer context (``2**-8``).
+LL_ANCHOR_EXP = 8
 
-    def __init__(self, levels: int, width: int = 32) -> None:
-        """``levels`` detail levels; ``width`` channels of each context CNN (3 conv layers)."""
+
+class SubbandContext(nn.Module):
+    """Checkerboard + parent context model of Gaussian scales over quantised subbands.
+
+    Every net outputs a log-scale ``r`` in coefficient units; the coder's scale is
+    ``exp(r) / step``. With ``integer=True`` the nets are
+    :class:`~autoenc.layers.integer.IntegerConvNet` and the table indexes are exact integer
+    comparisons of ``r`` (:meth:`indexes`), so every device and runtime codes the same file.
+    """
+
+    def __init__(
+        self,
+        levels: int,
+        width: int = 32,
+        widths: Sequence[int] | None = None,
+        integer: bool = False,
+    ) -> None:
+        """``levels`` detail levels; ``width`` channels of the LL net, ``widths`` per level
+        (default ``width`` everywhere); ``integer``: integer-valued nets and exact indexes."""
         super().__init__()
         self.levels = int(levels)
+        per_level = [int(width)] * self.levels if widths is None else [int(v) for v in widths]
+        if len(per_level) != self.levels or any(v < 1 for v in per_level):
+            raise ValueError(f"widths needs {self.levels} positive ints, got {widths}")
+        self.integer = bool(integer)
+        make: Callable[[int, int, int], nn.Module] = IntegerConvNet if integer else _net
         self.ll_anchor = nn.Parameter(torch.tensor([math.log(8.0), 0.0]))
-        self.ll_rest = _net(2, 1, width)  # masked anchors, log step
+        self.ll_rest = make(2, 1, width)  # masked anchors, log step
         # level k (0 = coarsest): low-pass image, 3 parent magnitudes, log step (+ 3 anchors)
-        self.anchor = nn.ModuleList(_net(5, 3, width) for _ in range(levels))
-        self.rest = nn.ModuleList(_net(8, 3, width) for _ in range(levels))
+        self.anchor = nn.ModuleList(make(5, 3, per_level[k]) for k in range(levels))
+        self.rest = nn.ModuleList(make(8, 3, per_level[k]) for k in range(levels))
         self.gaussian_conditional = GaussianConditional()
 
     # ---- the stages -------------------------------------------------------------------------
@@ -141,46 +165,96 @@ class SubbandContext(nn.Module):
         """exp(net output) is a scale in coefficient units; the coder wants step units."""
         return torch.exp(log_scale.clamp(-12.0, 12.0)) / step
 
+    def scales(self, log_scales: Sequence[Tensor], step: Tensor) -> list[Tensor]:
+        """The Gaussian scales (step units) of the log-scales that :meth:`_run` returns."""
+        s = step.view(-1, 1, 1, 1).float().to(log_scales[0].device)
+        return [self._to_q(r, s) for r in log_scales]
+
+    def _log_step(self, s: Tensor) -> Tensor:
+        """log(step) per item, (B, 1, 1, 1); integer contexts take it from float64 maths."""
+        if not self.integer:
+            return torch.log(s)
+        logs = [math.log(float(v)) for v in s.flatten().tolist()]
+        return torch.tensor(logs, dtype=torch.float32, device=s.device).view(-1, 1, 1, 1)
+
+    def _ll_anchor(self, logs: Tensor) -> Tensor:
+        """The LL anchors' log-scale (coefficient units), (B, 1, 1, 1)."""
+        r = self.ll_anchor[0] + self.ll_anchor[1] * logs
+        if not self.integer:
+            return r
+        g = 2.0**LL_ANCHOR_EXP
+        return round_ste(r * g) / g  # on the grid (straight-through in training)
+
+    def stage_exponents(self, stage: Stage) -> list[int]:
+        """Per band of ``stage``, the grid exponent of its log-scales (integer contexts)."""
+        bands, anchors = stage
+        if bands == (0,):
+            if anchors:
+                return [LL_ANCHOR_EXP]
+            net = self.ll_rest
+        else:
+            k = (bands[0] - 1) // 3
+            net = self.anchor[k] if anchors else self.rest[k]
+        # an IntegerConvNet, or a runtime's stand-in for one (autoenc.codec.onnx.OrtNet)
+        return [int(e) for e in net.exponents().tolist()]  # type: ignore[operator]
+
+    def indexes(self, log_scale: Tensor, step: float, exponent: int | None = None) -> Tensor:
+        """Table indexes (int32) of log-scales ``log_scale`` of one item coded at ``step``.
+
+        Float contexts snap ``exp(r) / step`` up the scale table
+        (:meth:`GaussianConditional.build_indexes`). Integer contexts (``exponent``: the
+        grid of ``log_scale``) compare ``r`` with thresholds on its own grid, computed in
+        float64 from the table and ``step``: exact, so the same on every device.
+        """
+        gc = self.gaussian_conditional
+        if not self.integer:
+            s = torch.tensor(step, dtype=torch.float32, device=log_scale.device)
+            return gc.build_indexes(self._to_q(log_scale, s))
+        assert exponent is not None
+        table = tuple(gc.scale_table.tolist())
+        t = _thresholds(table, max(float(step), 0.0), int(exponent))
+        return torch.bucketize(log_scale, t.to(log_scale.device), right=True).to(torch.int32)
+
     def _run(self, bands: list[Tensor], step: Tensor, hook: Hook | None = None) -> list[Tensor]:
-        """Scales (step units) of every symbol of ``bands`` (symbols, flat order), stage by stage.
+        """Log-scales (coefficient units) of every symbol of ``bands`` (flat order), stage by stage.
 
         Each stage reads only bands (or anchors) of earlier stages. With ``hook`` (the decoder),
-        ``hook(stage, scales)`` fills in the stage's symbols in ``bands`` before the next stage.
+        ``hook(stage, log_scales)`` fills in the stage's symbols in ``bands`` before the next
+        stage.
         """
         s = step.view(-1, 1, 1, 1).float()
-        logs = torch.log(s)
+        logs = self._log_step(s)
         plan = iter(stages(self.levels))
-        scales: list[Tensor] = [torch.empty(0)] * len(bands)
+        out: list[Tensor] = [torch.empty(0)] * len(bands)
 
         def done(stage: Stage, values: list[Tensor], mask: Tensor) -> None:
-            """Record a stage's scales (the rest keeps the anchors'), then let the hook fill."""
+            """Record a stage's log-scales (the rest keeps the anchors'), then let the hook fill."""
             for i, v in zip(stage[0], values, strict=True):
-                scales[i] = v if stage[1] else torch.where(mask.bool(), scales[i], v)
+                out[i] = v if stage[1] else torch.where(mask.bool(), out[i], v)
             if hook is not None:
                 hook(stage, values)
 
         ll = bands[0]
         mask = checkerboard(ll.shape[-2], ll.shape[-1], ll.device)
-        a = torch.exp(self.ll_anchor[0] + self.ll_anchor[1] * logs) / s
-        done(next(plan), [a.expand_as(ll)], mask)
+        done(next(plan), [self._ll_anchor(logs).expand_as(ll)], mask)
         r = self.ll_rest(torch.cat([bands[0] * mask * s / 32.0, logs.expand_as(ll)], 1))
-        done(next(plan), [self._to_q(r, s)], mask)
+        done(next(plan), [r], mask)
         low = bands[0] * s  # the low-pass image at the coarsest level (LL complete now)
         parents = torch.zeros_like(low).expand(-1, 3, -1, -1)
         for k in range(self.levels):
             ix = (1 + 3 * k, 2 + 3 * k, 3 + 3 * k)
             feat = torch.cat([low / 2.0 ** (self.levels - k), parents, logs.expand_as(low)], 1)
             mask = checkerboard(low.shape[-2], low.shape[-1], low.device)
-            a = self._to_q(self.anchor[k](feat), s)
+            a = self.anchor[k](feat)
             done(next(plan), list(torch.split(a, 1, 1)), mask)
             level = torch.cat([bands[i] for i in ix], 1) * s
-            r = self._to_q(self.rest[k](torch.cat([feat, level * mask], 1)), s)
+            r = self.rest[k](torch.cat([feat, level * mask], 1))
             done(next(plan), list(torch.split(r, 1, 1)), mask)
             level = torch.cat([bands[i] for i in ix], 1) * s  # complete now (decoder)
             hl, lh, hh = torch.split(level, 1, 1)
             low = idwt2(Subbands(low, ((hl, lh, hh),)))
             parents = F.interpolate(level.abs(), scale_factor=2.0, mode="nearest")
-        return scales
+        return out
 
     # ---- training / evaluation ----------------------------------------------------------------
 
@@ -189,7 +263,7 @@ class SubbandContext(nn.Module):
         s = step.view(-1, 1, 1, 1).float()
         with torch.no_grad():
             q = [torch.round(t.float() / s) for t in flat(y)]
-        scales = self._run(q, step)
+        scales = self.scales(self._run(q, step), step)
         gc = self.gaussian_conditional
         lik = [
             gc._likelihood_floor(gc._likelihood(a, b, None)) for a, b in zip(q, scales, strict=True)
@@ -206,16 +280,21 @@ class SubbandContext(nn.Module):
         if not all(bool((t.abs() < 2**31).all()) for t in q):
             raise ValueError("wavelet symbols do not fit int32 (non-finite input?)")
         with _float32(q[0].device):  # the coding never feels an autocast around it
-            scales = self._run(q, step)
+            logr = self._run(q, step)
         gc = self.gaussian_conditional
+        exps = {st: self.stage_exponents(st) if self.integer else None for st in stages(self.levels)}
         strings, checksums = [], []
         for item in range(q[0].shape[0]):
             enc = gc.stream_encoder()
             crc = 0
-            for bands, anchors in stages(self.levels):
-                for i in bands:
+            item_step = float(s[item])
+            for stage in stages(self.levels):
+                bands, anchors = stage
+                e = exps[stage]
+                for j, i in enumerate(bands):
                     sel = _select(q[i], anchors, item)
-                    idx = gc.build_indexes(_select(scales[i], anchors, item)).cpu().numpy()
+                    r = _select(logr[i], anchors, item)
+                    idx = self.indexes(r, item_step, None if e is None else e[j]).cpu().numpy()
                     enc.encode(sel.to(torch.int32).cpu().numpy(), idx)
                     crc = zlib.crc32(idx.astype(np.int32).tobytes(), crc)
             strings.append(enc.finish())
@@ -243,18 +322,21 @@ class SubbandContext(nn.Module):
         bands = [torch.zeros(n, *t.shape[1:], device=device) for t in flat(like)]
         decoders = [gc.stream_decoder(bytes(b)) for b in strings]
         crcs = [0] * n
+        steps = [float(v) for v in step.float().flatten().tolist()]
 
         def fill(stage: Stage, values: list[Tensor]) -> None:
-            for i, v in zip(stage[0], values, strict=True):
+            e = self.stage_exponents(stage) if self.integer else None
+            for j, (i, v) in enumerate(zip(stage[0], values, strict=True)):
                 m = _anchor_mask(bands[i], stage[1])
                 for item in range(n):
-                    idx = gc.build_indexes(v[item, 0][m]).cpu().numpy()
+                    ej = None if e is None else e[j]
+                    idx = self.indexes(v[item, 0][m], steps[item], ej).cpu().numpy()
                     sym = decoders[item].decode(idx)
                     bands[i][item, 0][m] = torch.from_numpy(sym).to(device).float()
                     crcs[item] = zlib.crc32(idx.astype(np.int32).tobytes(), crcs[item])
 
         with _float32(device):
-            scales = self._run(bands, step.to(device), hook=fill)
+            scales = self.scales(self._run(bands, step.to(device), hook=fill), step)
         s = step.view(-1, 1, 1, 1).float().to(device)
         y_hat = [conditional_mean(a, b) * s for a, b in zip(bands, scales, strict=True)]
         if shrink is not None:
@@ -287,3 +369,18 @@ def _bool_mask(h: int, w: int, device: torch.device, anchors: bool) -> Tensor:
 def _select(t: Tensor, anchors: bool, item: int) -> Tensor:
     """The anchors (or the rest) of item ``item`` of a (B, 1, h, w) band, flattened."""
     return t[item, 0][_anchor_mask(t, anchors)]
+
+
+@lru_cache(maxsize=256)
+def _thresholds(table: tuple[float, ...], step: float, exponent: int) -> Tensor:
+    """Integer-context index thresholds: ``idx = #{j : r >= t_j}`` for ``r`` on ``2**-exponent``.
+
+    ``table_j < exp(r) / step`` (the float rule: the smallest table scale >= the scale) is
+    ``r > log(table_j) + log(step)``; for ``r = acc * 2**-e`` with an integer ``acc`` that is
+    ``acc >= floor(2**e * (log(table_j) + log(step))) + 1``. float64 maths, then exact.
+    """
+    g = 2.0**exponent
+    log_step = math.log(step) if step > 0 else -math.inf
+    t = [(math.floor(g * (math.log(v) + log_step)) + 1) / g for v in table[:-1]]
+    with torch.inference_mode(False):
+        return torch.tensor(t, dtype=torch.float32)

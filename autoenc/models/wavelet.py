@@ -107,6 +107,8 @@ class WaveletCodec(AutoencoderBase):
         default_quality: int | None = None,
         despeckle: Sequence[float] | None = None,
         speckle_product: str = "grdh",
+        widths: Sequence[int] | None = None,
+        integer: bool = False,
     ) -> None:
         """Build the codec.
 
@@ -122,6 +124,11 @@ class WaveletCodec(AutoencoderBase):
                 and the evaluation apply it (``autoenc.codec.despeckle.decode_kwargs``);
                 ``forward`` and ``decompress`` here stay faithful.
             speckle_product: the speckle model that despeckling removes.
+            widths: channels of the context CNNs per detail level, coarsest first (default:
+                ``width`` everywhere; the finest levels hold 3/4 of the symbols, so narrow
+                nets there buy most of the speed).
+            integer: integer-valued context nets (:mod:`autoenc.layers.integer`): files that
+                decode to the same bits on every device, thread count and runtime (ONNX).
 
         Raises:
             ValueError: bad levels/width, a ladder that is empty, not positive or not
@@ -150,6 +157,9 @@ class WaveletCodec(AutoencoderBase):
         self._config.update(levels=levels, width=width, steps=ladder,
                             default_quality=int(default_quality), despeckle=strengths,
                             speckle_product=str(speckle_product))  # fmt: skip
+        if widths is not None or integer:  # absent from older configs: they load as before
+            self._config.update(widths=None if widths is None else [int(v) for v in widths],
+                                integer=bool(integer))  # fmt: skip
         self.despeckle = tuple(strengths)
         self.speckle_product = str(speckle_product)
         self.levels = levels
@@ -158,7 +168,7 @@ class WaveletCodec(AutoencoderBase):
         self.default_quality = int(default_quality)
         self.g_a = WaveletAnalysis(levels)
         self.g_s = WaveletSynthesis(levels)
-        self.context = SubbandContext(levels, width)
+        self.context = SubbandContext(levels, width, widths, integer)
 
     @property
     def qualities(self) -> int:

@@ -215,7 +215,12 @@ def export_main(argv: list[str] | None = None) -> int:
     """Entry point of ``autoenc export``; returns the exit code."""
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     p = argparse.ArgumentParser(prog="autoenc export", description=__doc__.split("\n\n")[0])
-    p.add_argument("ckpt", type=Path, help="checkpoint of `autoenc fit` (last.ckpt)")
+    p.add_argument("ckpt", type=Path,
+                   help="checkpoint of `autoenc fit` (last.ckpt), or a .safetensors export")  # fmt: skip
+    p.add_argument("--onnx", type=Path, default=None, metavar="DIR",
+                   help="instead: write ONNX graphs + codec.json into DIR, for `autoenc "
+                   "decompress --backend onnxruntime --ckpt DIR` (integer-context wavelet "
+                   "codecs; no card)")  # fmt: skip
     p.add_argument("--name", default="wavelet-grdh", help="file stem of the export")
     p.add_argument("--out-dir", type=Path, default=None, help="default: autoenc/pretrained")
     p.add_argument("--data", type=Path, default=Path("data/compare"), help="evaluation dataset")
@@ -235,6 +240,9 @@ def export_main(argv: list[str] | None = None) -> int:
     from autoenc.atomic import check_output
     from autoenc.codec.model_io import ModelError, export_safetensors, load_codec
     from autoenc.pretrained import FOLDER
+
+    if args.onnx is not None:
+        return _export_onnx(args.ckpt, args.onnx, args.overwrite)
 
     out_dir = args.out_dir or FOLDER
     weights = out_dir / f"{args.name}.safetensors"
@@ -282,6 +290,28 @@ def export_main(argv: list[str] | None = None) -> int:
         staging.unlink(missing_ok=True)
     log.info("exported %s (%d bytes) and its card %s", weights, weights.stat().st_size,
              out_dir / f"{args.name}.md")  # fmt: skip
+    return 0
+
+
+def _export_onnx(ckpt: Path, out: Path, overwrite: bool) -> int:
+    """``autoenc export CKPT --onnx DIR``; returns the exit code."""
+    from autoenc.codec.model_io import ModelError, load_codec
+
+    try:
+        if (out / "codec.json").exists() and not overwrite:
+            raise ValueError(f"{out} already holds an ONNX export; pass --overwrite")
+        from autoenc.codec.onnx import export_onnx
+
+        record = export_onnx(load_codec(ckpt), out)
+    except ImportError as e:
+        log.error("autoenc export: ONNX export needs onnx: pip install 'autoenc[onnx]' (%s)", e)
+        return 2
+    except (ModelError, OSError, ValueError) as e:
+        if os.environ.get("AUTOENC_DEBUG"):
+            raise
+        log.error("autoenc export: %s", e)
+        return 2
+    log.info("exported %s as ONNX into %s (%s)", ckpt, out, record.name)
     return 0
 
 
