@@ -130,7 +130,11 @@ from autoenc.codec.model_io import load_codec
 from autoenc.codec.scene import decompress_scene
 t_import = time.perf_counter() - t0
 t0 = time.perf_counter()
-codec = load_codec(sys.argv[3], "cpu")
+if len(sys.argv) > 4 and sys.argv[4] == "onnxruntime":  # an `autoenc export --onnx` folder
+    from autoenc.codec.onnx import load_onnx
+    codec = load_onnx(sys.argv[3])
+else:
+    codec = load_codec(sys.argv[3], "cpu")
 t_load = time.perf_counter() - t0
 t0, c0 = time.perf_counter(), time.process_time()
 st = decompress_scene(Path(sys.argv[1]), Path(sys.argv[2]), lambda header: codec)
@@ -189,9 +193,19 @@ def _best(runs: list[dict[str, Any]], mpix: float) -> dict[str, Any]:
 
 
 def measure_autoenc(
-    scene: Path, work: Path, ckpt: Path, tile: int, repeats: int, mode: str = "window"
+    scene: Path,
+    work: Path,
+    ckpt: Path,
+    tile: int,
+    repeats: int,
+    mode: str = "window",
+    onnx: Path | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """Best-of-``repeats`` compress, then decompress of run 0's file, in fresh processes."""
+    """Best-of-``repeats`` compress, then decompress of run 0's file, in fresh processes.
+
+    With ``onnx`` (an ``autoenc export --onnx`` folder of the same model) the file is also
+    decompressed with the onnxruntime backend, and its pixels compared with the torch decode.
+    """
     mpix = _mpix(scene)
     out: dict[str, dict[str, Any]] = {}
     aec = [work / f"run{i}.aec" for i in range(repeats)]
@@ -216,7 +230,35 @@ def measure_autoenc(
         out["decompress"] = {"error": str(e)}
     for t in tifs[1:]:
         t.unlink(missing_ok=True)
+    if onnx is not None and "error" not in out["decompress"]:
+        ort_tifs = [work / f"ort{i}.tif" for i in range(repeats)]
+        try:
+            runs = [
+                _python(DECOMPRESS, str(aec[0]), str(t), str(onnx), "onnxruntime")
+                for t in ort_tifs
+            ]
+            out["decompress_onnxruntime"] = _best(runs, mpix)
+            out["decompress_onnxruntime"]["max_abs_diff_vs_torch"] = _max_diff(tifs[0], ort_tifs[0])
+        except ChildError as e:
+            out["decompress_onnxruntime"] = {"error": str(e)}
+        for t in ort_tifs:
+            t.unlink(missing_ok=True)
     return out
+
+
+def _max_diff(a: Path, b: Path) -> float:
+    """Largest |a - b| over pixels finite in both (NaN placement must agree: else inf)."""
+    worst = 0.0
+    with SceneReader(a) as ra, SceneReader(b) as rb:
+        for y in range(0, ra.height, _STRIP):
+            h = min(_STRIP, ra.height - y)
+            x, z = ra.read(y, 0, h, ra.width), rb.read(y, 0, h, rb.width)
+            if not np.array_equal(np.isnan(x), np.isnan(z)):
+                return float("inf")
+            ok = ~np.isnan(x)
+            if ok.any():
+                worst = max(worst, float(np.abs(x[ok].astype(np.float64) - z[ok]).max()))
+    return worst
 
 
 def _mpix(scene: Path) -> float:
@@ -365,19 +407,27 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     ckpt = Path(args.ckpt)
     from autoenc.codec.model_io import load_codec
 
-    pre = load_codec(ckpt).preprocessing  # a checkpoint or a safetensors export
+    loaded = load_codec(ckpt)  # a checkpoint or a safetensors export
+    pre = loaded.preprocessing
     win = DbWindow(pre.normalisation)
+    integer = bool(getattr(getattr(loaded.model, "context", None), "integer", False))
     sizes = sorted(set(args.sizes))
     load_before = os.getloadavg()[0]
     t_start = time.perf_counter()
     results: list[dict[str, Any]] = []
     quality: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="bench_codec_", dir=args.tmp) as tmp:
+        onnx = None
+        if integer and not args.no_onnx:  # the onnxruntime backend needs integer contexts
+            from autoenc.codec.onnx import export_onnx
+
+            onnx = Path(tmp) / "onnx"
+            export_onnx(loaded, onnx)
         for size in sizes:
             work = Path(tmp) / f"s{size}"
             scene = work / f"scene_{size}.tif"  # GRDH-like speckle (the generator's default)
             _, synth_s, _ = _timed(lambda p=scene, n=size: write_scene(p, n, 0, kind="intensity"))
-            r = measure_autoenc(scene, work, ckpt, args.tile, args.repeats, args.mode)
+            r = measure_autoenc(scene, work, ckpt, args.tile, args.repeats, args.mode, onnx)
             results.append({"size": size, "mpix": size * size / 1e6, "synth_s": synth_s, **r})
             if size == sizes[-1]:
                 quality = measure_quality(scene, r, win, args.repeats)
@@ -460,6 +510,8 @@ def report(rec: dict[str, Any]) -> None:
     for r in res:
         for op in ("compress", "decompress"):
             print(_fmt_row("autoenc", op, r["size"], r[op]))
+        if "decompress_onnxruntime" in r:
+            print(_fmt_row("autoenc", "dec (ORT)", r["size"], r["decompress_onnxruntime"]))
     j = q.get("jpeg2000")
     big = res[-1]["size"]
     if j:
@@ -494,6 +546,14 @@ def report(rec: dict[str, Any]) -> None:
             )
             + " (wall MPix/s)"
         )
+        ort = res[-1].get("decompress_onnxruntime")
+        if ort and "error" not in ort:
+            print(
+                f"decompress with the onnxruntime backend: "
+                f"{ort['mpix_per_s'] / j['decode']['mpix_per_s']:.3g}x JPEG 2000; largest "
+                f"pixel difference from the torch decode {ort['max_abs_diff_vs_torch']:.3g} "
+                "(linear units)"
+            )
     if j and "psnr_db" in q["autoenc"]:
         print(
             f"PSNR autoenc - JPEG2000: {q['autoenc']['psnr_db'] - j['psnr_db']:+.2f} dB at "
@@ -527,7 +587,8 @@ def report(rec: dict[str, Any]) -> None:
 
 def failed(rec: dict[str, Any]) -> bool:
     """Whether any measured run failed."""
-    return any("error" in r[op] for r in rec["results"] for op in ("compress", "decompress"))
+    ops = ("compress", "decompress", "decompress_onnxruntime")
+    return any("error" in r.get(op, {}) for r in rec["results"] for op in ops)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -550,6 +611,11 @@ def main(argv: list[str] | None = None) -> int:
         "spend (benchmarks/bench_radiometry.py measures them)",
     )
     p.add_argument("--ckpt", default=DEFAULT_CKPT, help=f"trained checkpoint ({DEFAULT_CKPT})")
+    p.add_argument(
+        "--no-onnx",
+        action="store_true",
+        help="skip the onnxruntime decode (measured by default for integer-context models)",
+    )
     p.add_argument("--tmp", default=None, help="folder for the scratch files (default: $TMPDIR)")
     p.add_argument(
         "--stable-rss",

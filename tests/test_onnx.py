@@ -65,6 +65,7 @@ def test_integer_net_gives_the_same_bits_on_every_path(
             torch.set_num_threads(2)
             two = net(x)
             frozen = net.frozen()(x)
+            ste = net.forward_ste(x)
             wide = net.double()(x.double())
     finally:
         torch.set_num_threads(before)
@@ -73,7 +74,7 @@ def test_integer_net_gives_the_same_bits_on_every_path(
     acc = one * torch.ldexp(torch.ones(3), e).view(1, -1, 1, 1)
     assert bool((acc == acc.round()).all()) and float(acc.abs().max()) < EXACT
     assert float(acc.abs().max()) > 2**16  # large sums: a rounding would show
-    for other in (two, frozen, wide.float()):
+    for other in (two, frozen, ste, wide.float()):
         assert torch.equal(one, other)
     path = tmp_path / "net.onnx"
     torch.onnx.export(net.frozen(), (x[:1],), str(path), dynamo=False, input_names=["x"],

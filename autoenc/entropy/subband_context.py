@@ -327,12 +327,13 @@ class SubbandContext(nn.Module):
         def fill(stage: Stage, values: list[Tensor]) -> None:
             e = self.stage_exponents(stage) if self.integer else None
             for j, (i, v) in enumerate(zip(stage[0], values, strict=True)):
-                m = _anchor_mask(bands[i], stage[1])
+                pos = _positions(bands[i], stage[1])
                 for item in range(n):
                     ej = None if e is None else e[j]
-                    idx = self.indexes(v[item, 0][m], steps[item], ej).cpu().numpy()
-                    sym = decoders[item].decode(idx)
-                    bands[i][item, 0][m] = torch.from_numpy(sym).to(device).float()
+                    r = v[item, 0].reshape(-1).index_select(0, pos)
+                    idx = self.indexes(r, steps[item], ej).cpu().numpy()
+                    sym = torch.from_numpy(decoders[item].decode(idx)).to(device).float()
+                    bands[i][item, 0].view(-1).index_copy_(0, pos, sym)
                     crcs[item] = zlib.crc32(idx.astype(np.int32).tobytes(), crcs[item])
 
         with _float32(device):
@@ -354,11 +355,6 @@ def _float32(device: torch.device) -> torch.autocast:
     return torch.autocast(device_type=torch.device(device).type, enabled=False)
 
 
-def _anchor_mask(band: Tensor, anchors: bool) -> Tensor:
-    """(h, w) bool mask of a band's anchors (or the rest); shared: never modify it."""
-    return _bool_mask(int(band.shape[-2]), int(band.shape[-1]), band.device, anchors)
-
-
 @lru_cache(maxsize=128)
 def _bool_mask(h: int, w: int, device: torch.device, anchors: bool) -> Tensor:
     with torch.inference_mode(False):
@@ -368,7 +364,19 @@ def _bool_mask(h: int, w: int, device: torch.device, anchors: bool) -> Tensor:
 
 def _select(t: Tensor, anchors: bool, item: int) -> Tensor:
     """The anchors (or the rest) of item ``item`` of a (B, 1, h, w) band, flattened."""
-    return t[item, 0][_anchor_mask(t, anchors)]
+    return t[item, 0].reshape(-1).index_select(0, _positions(t, anchors))
+
+
+def _positions(band: Tensor, anchors: bool) -> Tensor:
+    """Row-major flat positions of a band's anchors (or the rest): the order of the mask's
+    ``True`` entries, so ``index_select`` picks what boolean indexing would, faster."""
+    return _flat_positions(int(band.shape[-2]), int(band.shape[-1]), band.device, anchors)
+
+
+@lru_cache(maxsize=128)
+def _flat_positions(h: int, w: int, device: torch.device, anchors: bool) -> Tensor:
+    with torch.inference_mode(False):
+        return _bool_mask(h, w, device, anchors).reshape(-1).nonzero().flatten()
 
 
 @lru_cache(maxsize=256)

@@ -117,7 +117,25 @@ class IntegerConvNet(nn.Module):
         """Per output channel, the grid exponent of the output (int tensor)."""
         return weight_exponents(self.convs[-1].weight) + self.grids[1][0]
 
-    def forward(self, x: Tensor) -> Tensor:  # noqa: D102
+    def forward(self, x: Tensor) -> Tensor:
+        """Training: straight-through; inference (float32): the cached :meth:`frozen` net."""
+        w = self.convs[0].weight
+        if w.dtype == torch.float32 and not (torch.is_grad_enabled() and w.requires_grad):
+            return self._cached().forward(x)
+        return self.forward_ste(x)
+
+    def _cached(self) -> FrozenIntegerNet:
+        """:meth:`frozen`, rebuilt whenever a parameter changed (in place or replaced)."""
+        key = tuple((p.data_ptr(), p._version, p.device) for p in self.parameters())
+        cache = self.__dict__.get("_frozen_cache")  # not a submodule: no state_dict entry
+        if cache is None or cache[0] != key:
+            with torch.inference_mode(False), torch.no_grad():
+                cache = (key, self.frozen())
+            self.__dict__["_frozen_cache"] = cache
+        return cache[1]
+
+    def forward_ste(self, x: Tensor) -> Tensor:
+        """The net with straight-through rounding: what training differentiates."""
         (in_exp, in_max), (h_exp, h_max) = self.grids
         dtype = self.convs[0].weight.dtype  # float32; float64 only to check exactness
         a = round_ste(x.to(dtype) * 2.0**in_exp).clamp(-in_max, in_max)
@@ -160,15 +178,18 @@ class FrozenIntegerNet(nn.Module):
                 b = torch.round(conv.bias.float() * scale.flatten() * 2.0**e).clamp(-B_MAX, B_MAX)
                 self.register_buffer(f"w{i}", w)
                 self.register_buffer(f"b{i}", b)
-                self.register_buffer(f"back{i}", _pow2(-(f + e), torch.float32))
+                back = _pow2(-(f + e), torch.float32)  # acc * back: the real value, exactly
+                # hidden layers go straight to the next grid: back * 2**h_exp, one exact multiply
+                self.register_buffer(f"mult{i}", back if i == 2 else back * self.h_scale)
+        self.to(net.convs[0].weight.device)
 
     def forward(self, x: Tensor) -> Tensor:  # noqa: D102
-        a = torch.round(x.float() * self.in_scale).clamp(-self.in_max, self.in_max)
+        a = x.float() * self.in_scale
+        a = a.round_().clamp_(-self.in_max, self.in_max)
         for i in range(3):
             acc = F.conv2d(a, getattr(self, f"w{i}"), getattr(self, f"b{i}"), padding=1)
-            back = getattr(self, f"back{i}")
             if i == 2:
-                return acc * back
-            act = F.leaky_relu(acc, SLOPE) * back * self.h_scale
-            a = torch.round(act).clamp(-self.h_max, self.h_max)
+                return acc.mul_(self.mult2)
+            acc = F.leaky_relu(acc, SLOPE, inplace=True).mul_(getattr(self, f"mult{i}"))
+            a = acc.round_().clamp_(-self.h_max, self.h_max)
         raise AssertionError("unreachable")

@@ -93,6 +93,13 @@ class WaveletSynthesis(nn.Module):
         return idwt2(unpack(y.float(), self.levels)) + 0.5
 
 
+def _like(h: int, w: int, levels: int) -> Subbands:
+    """Zero subbands of an ``h`` x ``w`` image (shapes only: what :func:`dwt2` would give)."""
+    sizes = [(h >> (levels - k), w >> (levels - k)) for k in range(levels)]  # coarsest first
+    zero = [torch.zeros(1, 1, a, b) for a, b in sizes]
+    return Subbands(zero[0], tuple((t, t, t) for t in zero))
+
+
 @register_model
 class WaveletCodec(AutoencoderBase):
     """CDF 9/7 transform, per-quality uniform step, learned checkerboard/parent context model."""
@@ -253,7 +260,7 @@ class WaveletCodec(AutoencoderBase):
         device = self.context.ll_anchor.device
         n = len(strings[0])
         f = self.downsampling_factor
-        like = dwt2(torch.zeros(1, 1, int(shape[0]) * f, int(shape[1]) * f), self.levels)
+        like = _like(int(shape[0]) * f, int(shape[1]) * f, self.levels)
         step = torch.full((n,), self.step_of(quality), device=device)
         y_hat, crcs = self.context.decompress(strings[0], like, step, shrink)
         if checksums is not None:
