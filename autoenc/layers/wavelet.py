@@ -69,24 +69,44 @@ def _prev(a: Tensor) -> Tensor:
     return torch.cat([a[..., :1], a[..., :-1]], dim=-1)
 
 
+def _pair_next(a: Tensor, coef: float) -> Tensor:
+    """``coef * (a + _next(a))`` in one new tensor: the same float operations, fewer copies."""
+    if a.requires_grad or torch.jit.is_tracing():  # out= has no autograd, nor ONNX tracing
+        return coef * (a + _next(a))
+    t = torch.empty_like(a)
+    torch.add(a[..., :-1], a[..., 1:], out=t[..., :-1])
+    torch.add(a[..., -1:], a[..., -1:], out=t[..., -1:])
+    return t.mul_(coef)
+
+
+def _pair_prev(a: Tensor, coef: float) -> Tensor:
+    """``coef * (_prev(a) + a)`` in one new tensor: the same float operations, fewer copies."""
+    if a.requires_grad or torch.jit.is_tracing():
+        return coef * (_prev(a) + a)
+    t = torch.empty_like(a)
+    torch.add(a[..., :1], a[..., :1], out=t[..., :1])
+    torch.add(a[..., :-1], a[..., 1:], out=t[..., 1:])
+    return t.mul_(coef)
+
+
 def _analysis_1d(x: Tensor) -> tuple[Tensor, Tensor]:
     """One lifting level along the last axis: (low, high), each half as long."""
     s, d = x[..., 0::2], x[..., 1::2]
-    d = d + ALPHA * (s + _next(s))
-    s = s + BETA * (_prev(d) + d)
-    d = d + GAMMA * (s + _next(s))
-    s = s + DELTA * (_prev(d) + d)
-    return s * _LOW, d * _HIGH
+    d = d + _pair_next(s, ALPHA)
+    s = s + _pair_prev(d, BETA)
+    d += _pair_next(s, GAMMA)
+    s += _pair_prev(d, DELTA)
+    return s.mul_(_LOW), d.mul_(_HIGH)
 
 
 def _synthesis_1d(s: Tensor, d: Tensor) -> Tensor:
     """Inverse of :func:`_analysis_1d`."""
     s = s / _LOW
     d = d / _HIGH
-    s = s - DELTA * (_prev(d) + d)
-    d = d - GAMMA * (s + _next(s))
-    s = s - BETA * (_prev(d) + d)
-    d = d - ALPHA * (s + _next(s))
+    s -= _pair_prev(d, DELTA)
+    d -= _pair_next(s, GAMMA)
+    s -= _pair_prev(d, BETA)
+    d -= _pair_next(s, ALPHA)
     return torch.stack([s, d], dim=-1).flatten(-2)
 
 
