@@ -46,7 +46,7 @@ lint: $(STAMP) ## ruff (style, docstrings) and mypy over the package
 # (built first if missing), exported with its measured card. CODEC_OUT=<dir> writes the
 # export elsewhere, e.g. to check that a fresh run reproduces the shipped card:
 #   make codec-model CODEC_OUT=/tmp/again CODEC_REPORT=/tmp/again/report CODEC_README= && \
-#   .venv/bin/python -m autoenc.pretrained.card autoenc/pretrained/wavelet-grdh.json /tmp/again/wavelet-grdh.json
+#   .venv/bin/python -m autoenc.pretrained.card autoenc/pretrained/wavelet-grdh-int.json /tmp/again/wavelet-grdh-int.json
 CODEC_OUT ?= autoenc/pretrained
 CODEC_LOGS ?= lightning_logs/codec
 CODEC_REPORT ?= reports/codec
@@ -62,7 +62,7 @@ codec-model: $(STAMP) ## train the shipped default codec from scratch (~30 min o
 		--trainer.logger.init_args.save_dir=$(dir $(CODEC_LOGS)) \
 		--trainer.logger.init_args.name=$(notdir $(CODEC_LOGS)) \
 		--checkpoint.dirpath=$(CODEC_LOGS)/checkpoints
-	$(VENV)/bin/autoenc export $(CODEC_LOGS)/checkpoints/last.ckpt --name wavelet-grdh \
+	$(VENV)/bin/autoenc export $(CODEC_LOGS)/checkpoints/last.ckpt --name wavelet-grdh-int \
 		--out-dir $(CODEC_OUT) --report $(CODEC_REPORT) $(if $(CODEC_README),--readme $(CODEC_README)) --overwrite \
 		--model-arg 'despeckle=$(CODEC_DESPECKLE)'
 
@@ -73,7 +73,7 @@ $(CODEC_CKPT): | $(STAMP)
 
 codec-demo: $(CODEC_CKPT) ## train the demo-scale hyperprior codec (once; gpu-codec-check uses it)
 
-BENCH_CODEC ?= autoenc/pretrained/wavelet-grdh.safetensors
+BENCH_CODEC ?= autoenc/pretrained/wavelet-grdh-int.safetensors
 
 bench: $(STAMP) ## run the benchmarks (prints measured ratios; the codec's is the shipped model)
 	$(PY) benchmarks/bench_loading.py

@@ -182,40 +182,110 @@ def _decode_latent_row(
     rate: dict[str, Any],
     encoded_on: str,
 ) -> torch.Tensor:
-    """Entropy-decode one row of tiles into a full-width latent strip (C, h_r, W/f)."""
-    parts = []
+    """Entropy-decode one row of tiles into a full-width latent strip (C, h_r, W/f).
+
+    A model whose coding is exact under batching (``model.exact_batching``: integer context
+    nets) decodes runs of same-shape tiles in one call; if such a call fails, its tiles are
+    decoded one by one, so the error names the tile.
+    """
+    row_tiles: list[Tile] = []
     for c in range(grid.shape[1]):
         entry = next(tiles)
         row, col, groups, checksum = unpack_tile(reader.read_chunk(entry))
         if (row, col) != (r, c):
             raise PayloadError(f"tile ({row}, {col}) found where ({r}, {c}) belongs")
-        lc = grid.latent_core(r, c)
-        strings = [[g] for g in groups]
-        kwargs: dict[str, Any] = {"checksums": [checksum]} if checksum is not None else {}
-        kwargs.update(rate)
-        try:
-            y_hat = model.decompress_latent(strings, [lc.h, lc.w], **kwargs)
-        except DeviceMismatchError:
-            here = torch.device(device).type
-            if encoded_on != here:
-                raise
-            raise PayloadError(
-                f"tile ({r}, {c}): its entropy parameters differ from the encoder's although "
-                f"both ran on {here}: its bytes were altered"
-            ) from None
-        except (MemoryError, KeyboardInterrupt):
-            raise
-        except RuntimeError as e:
-            if "out of memory" in str(e).lower():
-                raise
-            raise PayloadError(f"tile ({r}, {c}) does not decode: {e}") from None
-        except Exception as e:  # noqa: BLE001 - a crafted payload may break the coder anyhow
-            raise PayloadError(
-                f"tile ({r}, {c}) does not decode: {type(e).__name__}: {e}"
-            ) from None
-        except BaseException as e:  # a Rust panic in the coder (pyo3's PanicException)
-            if type(e).__name__ != "PanicException":
-                raise
-            raise PayloadError(f"tile ({r}, {c}) does not decode: coder panic: {e}") from None
-        parts.append(y_hat[0].to(device))
+        row_tiles.append((c, groups, checksum))
+    decoded: dict[int, torch.Tensor] = {}
+    if getattr(model, "exact_batching", False):
+        for run in _same_shape_runs(grid, r, row_tiles):
+            decoded.update(_decode_run(grid, model, r, run, device, rate))
+    parts = [
+        decoded[c] if c in decoded
+        else _decode_tile(grid, model, r, c, groups, checksum, device, rate, encoded_on)
+        for c, groups, checksum in row_tiles
+    ]  # fmt: skip
     return torch.cat(parts, dim=2)
+
+
+Tile = tuple[int, list[bytes], "int | None"]  # (column, group streams, index checksum)
+
+
+def _decode_run(
+    grid: TileGrid, model: Any, r: int, run: list[Tile], device: torch.device,
+    rate: dict[str, Any],
+) -> dict[int, torch.Tensor]:  # fmt: skip
+    """Same-shape tiles of row ``r`` in one call: column -> core latent, or {} if it fails."""
+    if len(run) < 2 or len({len(g) for _, g, _ in run}) != 1:
+        return {}
+    lc = grid.latent_core(r, run[0][0])
+    strings = [[g[k] for _, g, _ in run] for k in range(len(run[0][1]))]
+    kwargs: dict[str, Any] = dict(rate)
+    if all(chk is not None for _, _, chk in run):
+        kwargs["checksums"] = [chk for _, _, chk in run]
+    try:
+        y_hat = model.decompress_latent(strings, [lc.h, lc.w], **kwargs)
+    except (MemoryError, KeyboardInterrupt):
+        raise
+    except BaseException:  # noqa: BLE001 - decoded one by one next, which names the tile
+        return {}
+    if not bool(torch.isfinite(y_hat).all()):
+        return {}
+    return {c: y_hat[i].to(device) for i, (c, _, _) in enumerate(run)}
+
+
+#: Most tiles decoded in one call: memory stays bounded whatever the scene's width.
+DECODE_BATCH = 4
+
+
+def _same_shape_runs(grid: TileGrid, r: int, row_tiles: list[Tile]) -> list[list[Tile]]:
+    """Consecutive tiles of row ``r`` with the same latent core shape, at most DECODE_BATCH."""
+    runs: list[list[Tile]] = []
+    last = None
+    for t in row_tiles:
+        lc = grid.latent_core(r, t[0])
+        if (lc.h, lc.w) != last or len(runs[-1]) == DECODE_BATCH:
+            runs.append([])
+            last = (lc.h, lc.w)
+        runs[-1].append(t)
+    return runs
+
+
+def _decode_tile(
+    grid: TileGrid,
+    model: Any,
+    r: int,
+    c: int,
+    groups: list[bytes],
+    checksum: int | None,
+    device: torch.device,
+    rate: dict[str, Any],
+    encoded_on: str,
+) -> torch.Tensor:
+    """Entropy-decode tile ``(r, c)``'s core latent (C, h, w); every failure names the tile."""
+    lc = grid.latent_core(r, c)
+    strings = [[g] for g in groups]
+    kwargs: dict[str, Any] = {"checksums": [checksum]} if checksum is not None else {}
+    kwargs.update(rate)
+    try:
+        y_hat = model.decompress_latent(strings, [lc.h, lc.w], **kwargs)
+    except DeviceMismatchError:
+        here = torch.device(device).type
+        if encoded_on != here:
+            raise
+        raise PayloadError(
+            f"tile ({r}, {c}): its entropy parameters differ from the encoder's although "
+            f"both ran on {here}: its bytes were altered"
+        ) from None
+    except (MemoryError, KeyboardInterrupt):
+        raise
+    except RuntimeError as e:
+        if "out of memory" in str(e).lower():
+            raise
+        raise PayloadError(f"tile ({r}, {c}) does not decode: {e}") from None
+    except Exception as e:  # noqa: BLE001 - a crafted payload may break the coder anyhow
+        raise PayloadError(f"tile ({r}, {c}) does not decode: {type(e).__name__}: {e}") from None
+    except BaseException as e:  # a Rust panic in the coder (pyo3's PanicException)
+        if type(e).__name__ != "PanicException":
+            raise
+        raise PayloadError(f"tile ({r}, {c}) does not decode: coder panic: {e}") from None
+    return y_hat[0].to(device)

@@ -209,6 +209,10 @@ def load_onnx(folder: str | Path, threads: int | None = None) -> LoadedCodec:
     rec = export.record
     options = ort.SessionOptions()
     options.intra_op_num_threads = int(threads or torch.get_num_threads())
+    # no busy-waiting between runs: the stage loop's torch work needs those cores (spinning
+    # made a decode 5x slower on 2 cores); shapes vary per tile, so no memory pattern either
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.enable_mem_pattern = False
 
     def session(name: str) -> Any:
         return ort.InferenceSession(

@@ -261,15 +261,30 @@ def _encode_batch(
     batch: list[tuple[int, NDArray[np.float32]]],
     rate: dict[str, int],
 ) -> dict[int, bytes]:
-    """g_a on same-shape windows (B, 1, h, w), then entropy-code each core latent."""
+    """g_a on same-shape windows (B, 1, h, w), then entropy-code each core latent.
+
+    A model with ``exact_batching`` codes same-shape cores in one call (the same bytes per
+    tile as one by one); others tile by tile.
+    """
     device = next(model.parameters()).device
     x = torch.from_numpy(np.stack([u for _, u in batch])[:, None]).to(device)
     y = model.encode(x)
-    out = {}
+    cores: dict[int, torch.Tensor] = {}
     for (c, _), yi in zip(batch, y, strict=True):
         _, crop = grid.encode_window(r, c)
-        core_y = yi[None, :, crop.y : crop.y + crop.h, crop.x : crop.x + crop.w]
-        coded = model.compress_latent(core_y.float().contiguous(), **rate)
-        chk = coded.get("checksums", [None])[0]
-        out[c] = pack_tile(r, c, [g[0] for g in coded["strings"]], chk)
+        cores[c] = yi[None, :, crop.y : crop.y + crop.h, crop.x : crop.x + crop.w]
+    groups: list[list[int]] = []
+    for c, core in cores.items():
+        same = groups and cores[groups[-1][0]].shape == core.shape
+        if same and getattr(model, "exact_batching", False):
+            groups[-1].append(c)
+        else:
+            groups.append([c])
+    out = {}
+    for cols in groups:
+        latent = torch.cat([cores[c] for c in cols]).float().contiguous()
+        coded = model.compress_latent(latent, **rate)
+        checksums = coded.get("checksums") or [None] * len(cols)
+        for i, c in enumerate(cols):
+            out[c] = pack_tile(r, c, [g[i] for g in coded["strings"]], checksums[i])
     return out

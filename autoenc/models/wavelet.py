@@ -178,6 +178,12 @@ class WaveletCodec(AutoencoderBase):
         self.context = SubbandContext(levels, width, widths, integer)
 
     @property
+    def exact_batching(self) -> bool:
+        """Whether coding several tiles in one call gives each tile's own bits (integer nets:
+        exact sums in any order), so the scene codec may batch them."""
+        return bool(self.context.integer)
+
+    @property
     def qualities(self) -> int:
         """Number of operating points (``--quality 0 .. qualities - 1``)."""
         return len(self.steps)

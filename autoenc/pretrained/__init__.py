@@ -6,6 +6,11 @@
 finds a shipped model by the weights hash a file's header records (:func:`find_shipped`). The
 files are produced by ``make codec-model`` (train, then ``autoenc export``); nothing here is
 pickled, so loading needs no trust in the file.
+
+Earlier defaults stay here so that the files they wrote keep decoding (:func:`find_shipped`
+searches every ``*.safetensors``): ``wavelet-grdh`` (float context nets, issue 11) was the
+default until ``wavelet-grdh-int`` (integer context nets, narrower at the finest levels: portable
+files, exact ONNX decoding and faster coding; issue 14).
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import torch
 from autoenc.codec.model_io import LoadedCodec, ModelError, load_codec
 
 #: Name of the default codec: ``<name>.safetensors`` and its card ``<name>.md`` live here.
-DEFAULT = "wavelet-grdh"
+DEFAULT = "wavelet-grdh-int"
 FOLDER = Path(__file__).resolve().parent
 
 

