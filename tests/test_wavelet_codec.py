@@ -247,6 +247,7 @@ def test_codec_recipe_trains_and_logs_the_ladder(
         "--data.batch_size=4", "--trainer.max_steps=4", "--trainer.val_check_interval=2",
         "--trainer.limit_val_batches=1", "--trainer.enable_progress_bar=false",
         "--model.model.init_args.levels=3", "--model.model.init_args.width=4",
+        "--model.model.init_args.widths=[4,4,2]",
     ]  # fmt: skip
     cli = run_trainer(["fit", *args])
     metrics = cli.trainer.callback_metrics
