@@ -234,8 +234,7 @@ def measure_autoenc(
         ort_tifs = [work / f"ort{i}.tif" for i in range(repeats)]
         try:
             runs = [
-                _python(DECOMPRESS, str(aec[0]), str(t), str(onnx), "onnxruntime")
-                for t in ort_tifs
+                _python(DECOMPRESS, str(aec[0]), str(t), str(onnx), "onnxruntime") for t in ort_tifs
             ]
             out["decompress_onnxruntime"] = _best(runs, mpix)
             out["decompress_onnxruntime"]["max_abs_diff_vs_torch"] = _max_diff(tifs[0], ort_tifs[0])

@@ -184,5 +184,3 @@ def test_decompress_backend_needs_an_export_folder(capsys: pytest.CaptureFixture
     with pytest.raises(SystemExit):
         main(["decompress", "x.aec", "-o", "y.tif", "--backend", "onnxruntime"])
     assert "--ckpt DIR" in capsys.readouterr().err
-
-

@@ -114,7 +114,7 @@ def export_onnx(codec: LoadedCodec, out_dir: str | Path) -> Path:
         _export_graph(cpu.g_s, y, out / "g_s.onnx", ("y", "x"))
         for name, net in _nets(cpu).items():
             assert isinstance(net, IntegerConvNet)
-            cin = net.convs[0].in_channels
+            cin = net.layers()[0].in_channels
             dst = out / f"{name}.onnx"
             _export_graph(net.frozen(), torch.zeros(1, cin, 8, 8), dst, ("features", "log_scale"))
             exponents[name] = [int(e) for e in net.exponents().tolist()]
@@ -176,7 +176,9 @@ class OnnxExport:
         folder = Path(folder)
         path = folder / "codec.json"
         if not path.is_file():
-            raise ModelError(f"{folder} holds no ONNX export (no codec.json); see autoenc export --onnx")
+            raise ModelError(
+                f"{folder} holds no ONNX export (no codec.json); see autoenc export --onnx"
+            )
         try:
             record = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError) as e:
@@ -227,10 +229,10 @@ def load_onnx(folder: str | Path, threads: int | None = None) -> LoadedCodec:
     if not isinstance(model, WaveletCodec) or not model.context.integer:
         raise ModelError(f"{export.folder}: not an integer-context wavelet codec")
     ctx = model.context
-    model.g_a = OrtNet(session("g_a"))  # type: ignore[assignment]
-    model.g_s = OrtNet(session("g_s"))  # type: ignore[assignment]
+    model.g_a = OrtNet(session("g_a"))
+    model.g_s = OrtNet(session("g_s"))
     exps = rec["exponents"]
-    ctx.ll_rest = OrtNet(session("ll_rest"), exps["ll_rest"])  # type: ignore[assignment]
+    ctx.ll_rest = OrtNet(session("ll_rest"), exps["ll_rest"])
     ctx.anchor = nn.ModuleList(OrtNet(session(f"anchor_{k}"), exps[f"anchor_{k}"])
                                for k in range(ctx.levels))  # fmt: skip
     ctx.rest = nn.ModuleList(OrtNet(session(f"rest_{k}"), exps[f"rest_{k}"])

@@ -142,8 +142,11 @@ class SubbandContext(nn.Module):
         widths: Sequence[int] | None = None,
         integer: bool = False,
     ) -> None:
-        """``levels`` detail levels; ``width`` channels of the LL net, ``widths`` per level
-        (default ``width`` everywhere); ``integer``: integer-valued nets and exact indexes."""
+        """Build the context nets.
+
+        ``levels`` detail levels; ``width`` channels of the LL net, ``widths`` per level
+        (default ``width`` everywhere); ``integer``: integer-valued nets and exact indexes.
+        """
         super().__init__()
         self.levels = int(levels)
         per_level = [int(width)] * self.levels if widths is None else [int(v) for v in widths]
@@ -282,13 +285,14 @@ class SubbandContext(nn.Module):
         with _float32(q[0].device):  # the coding never feels an autocast around it
             logr = self._run(q, step)
         gc = self.gaussian_conditional
-        exps = {st: self.stage_exponents(st) if self.integer else None for st in stages(self.levels)}
+        plan = stages(self.levels)
+        exps = {st: self.stage_exponents(st) if self.integer else None for st in plan}
         strings, checksums = [], []
         for item in range(q[0].shape[0]):
             enc = gc.stream_encoder()
             crc = 0
             item_step = float(s[item])
-            for stage in stages(self.levels):
+            for stage in plan:
                 bands, anchors = stage
                 e = exps[stage]
                 for j, i in enumerate(bands):
@@ -368,8 +372,11 @@ def _select(t: Tensor, anchors: bool, item: int) -> Tensor:
 
 
 def _positions(band: Tensor, anchors: bool) -> Tensor:
-    """Row-major flat positions of a band's anchors (or the rest): the order of the mask's
-    ``True`` entries, so ``index_select`` picks what boolean indexing would, faster."""
+    """Row-major flat positions of a band's anchors (or the rest).
+
+    The order of the mask's ``True`` entries: ``index_select`` picks what boolean indexing
+    would, faster.
+    """
     return _flat_positions(int(band.shape[-2]), int(band.shape[-1]), band.device, anchors)
 
 

@@ -35,6 +35,7 @@ below ``2**24``):
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -113,13 +114,17 @@ class IntegerConvNet(nn.Module):
             ]
         )
 
+    def layers(self) -> list[nn.Conv2d]:
+        """The three convolutions, typed."""
+        return [cast(nn.Conv2d, c) for c in self.convs]
+
     def exponents(self) -> Tensor:
         """Per output channel, the grid exponent of the output (int tensor)."""
-        return weight_exponents(self.convs[-1].weight) + self.grids[1][0]
+        return weight_exponents(self.layers()[-1].weight) + self.grids[1][0]
 
     def forward(self, x: Tensor) -> Tensor:
         """Training: straight-through; inference (float32): the cached :meth:`frozen` net."""
-        w = self.convs[0].weight
+        w = self.layers()[0].weight
         if w.dtype == torch.float32 and not (torch.is_grad_enabled() and w.requires_grad):
             return self._cached().forward(x)
         return self.forward_ste(x)
@@ -137,10 +142,10 @@ class IntegerConvNet(nn.Module):
     def forward_ste(self, x: Tensor) -> Tensor:
         """The net with straight-through rounding: what training differentiates."""
         (in_exp, in_max), (h_exp, h_max) = self.grids
-        dtype = self.convs[0].weight.dtype  # float32; float64 only to check exactness
+        dtype = self.layers()[0].weight.dtype  # float32; float64 only to check exactness
         a = round_ste(x.to(dtype) * 2.0**in_exp).clamp(-in_max, in_max)
         last = len(self.convs) - 1
-        for i, conv in enumerate(self.convs):
+        for i, conv in enumerate(self.layers()):
             f = weight_exponents(conv.weight)
             scale = _pow2(f, dtype)
             w = round_ste(conv.weight * scale.view(-1, 1, 1, 1)).clamp(-W_MAX, W_MAX)
@@ -160,8 +165,12 @@ class IntegerConvNet(nn.Module):
 
 
 class FrozenIntegerNet(nn.Module):
-    """An :class:`IntegerConvNet` with integer weights, biases and power-of-two rescales as
-    constants; ``forward`` computes the very same operations, hence the same output bits."""
+    """An :class:`IntegerConvNet` with its integers and power-of-two rescales as constants.
+
+    ``forward`` computes the very same values, hence the same output bits.
+    """
+
+    mult2: Tensor  # the output rescale (buffers w0..w2, b0..b2, mult0..mult2)
 
     def __init__(self, net: IntegerConvNet) -> None:
         super().__init__()
@@ -170,7 +179,7 @@ class FrozenIntegerNet(nn.Module):
         self.h_scale, self.h_max = 2.0**h_exp, float(h_max)
         exps = [in_exp, h_exp, h_exp]
         with torch.no_grad():
-            for i, (conv, e) in enumerate(zip(net.convs, exps, strict=True)):
+            for i, (conv, e) in enumerate(zip(net.layers(), exps, strict=True)):
                 f = weight_exponents(conv.weight)
                 scale = _pow2(f, torch.float32)
                 assert conv.bias is not None
@@ -181,7 +190,7 @@ class FrozenIntegerNet(nn.Module):
                 back = _pow2(-(f + e), torch.float32)  # acc * back: the real value, exactly
                 # hidden layers go straight to the next grid: back * 2**h_exp, one exact multiply
                 self.register_buffer(f"mult{i}", back if i == 2 else back * self.h_scale)
-        self.to(net.convs[0].weight.device)
+        self.to(net.layers()[0].weight.device)
 
     def forward(self, x: Tensor) -> Tensor:  # noqa: D102
         a = x.float() * self.in_scale

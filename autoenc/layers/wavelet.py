@@ -71,7 +71,7 @@ def _prev(a: Tensor) -> Tensor:
 
 def _pair_next(a: Tensor, coef: float) -> Tensor:
     """``coef * (a + _next(a))`` in one new tensor: the same float operations, fewer copies."""
-    if a.requires_grad or torch.jit.is_tracing():  # out= has no autograd, nor ONNX tracing
+    if a.requires_grad or torch.onnx.is_in_onnx_export():  # out=: no autograd, no ONNX
         return coef * (a + _next(a))
     t = torch.empty_like(a)
     torch.add(a[..., :-1], a[..., 1:], out=t[..., :-1])
@@ -81,7 +81,7 @@ def _pair_next(a: Tensor, coef: float) -> Tensor:
 
 def _pair_prev(a: Tensor, coef: float) -> Tensor:
     """``coef * (_prev(a) + a)`` in one new tensor: the same float operations, fewer copies."""
-    if a.requires_grad or torch.jit.is_tracing():
+    if a.requires_grad or torch.onnx.is_in_onnx_export():
         return coef * (_prev(a) + a)
     t = torch.empty_like(a)
     torch.add(a[..., :1], a[..., :1], out=t[..., :1])

@@ -179,8 +179,10 @@ class WaveletCodec(AutoencoderBase):
 
     @property
     def exact_batching(self) -> bool:
-        """Whether coding several tiles in one call gives each tile's own bits (integer nets:
-        exact sums in any order), so the scene codec may batch them."""
+        """Whether coding several tiles in one call gives each tile's own bits.
+
+        True for integer context nets (exact sums in any order): the scene codec batches.
+        """
         return bool(self.context.integer)
 
     @property
