@@ -203,6 +203,31 @@ def test_shipped_model_loads_without_pickle_or_network(
     assert find_shipped("0" * 64) is None
 
 
+def test_previous_default_stays_shipped_and_its_files_decode_without_ckpt(
+    shipped: Path, tifs: dict[str, Path], tmp_path: Path
+) -> None:
+    # issue 14 replaced wavelet-grdh (float contexts) by wavelet-grdh-int (integer contexts):
+    # files written by the old one are found by their header's weights hash and decode alike
+    previous = shipped.with_name("wavelet-grdh.safetensors")
+    assert previous != shipped and load_codec(shipped).model.context.integer
+    old = load_codec(previous)
+    assert not old.model.context.integer and find_shipped(old.weights_sha256) == previous
+    aec = tmp_path / "a" / "s.aec"
+    aec.parent.mkdir()
+    assert main(["compress", str(tifs["sigma0"]), "-o", str(aec), "--quiet",
+                 "--ckpt", str(previous)]) == 0  # fmt: skip
+    moved = tmp_path / "b" / "s.aec"
+    moved.parent.mkdir()
+    shutil.move(aec, moved)
+    outs = {}
+    for name, extra in (("found", []), ("named", ["--ckpt", str(previous)])):
+        out = tmp_path / f"{name}.tif"
+        assert main(["decompress", str(moved), "-o", str(out), "--quiet", *extra]) == 0
+        with rasterio.open(out) as g:
+            outs[name] = g.read(1)
+    np.testing.assert_array_equal(outs["found"], outs["named"])
+
+
 def test_shipped_card_names_its_command_and_matches_the_weights(shipped: Path) -> None:
     card = json.loads(shipped.with_suffix(".json").read_text())
     text = shipped.with_suffix(".md").read_text()
