@@ -38,6 +38,7 @@ from __future__ import annotations
 import math
 import zlib
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from functools import lru_cache
 from typing import Any
 
@@ -282,8 +283,8 @@ class SubbandContext(nn.Module):
         q = [torch.round(t.float() / s) for t in flat(y)]
         if not all(bool((t.abs() < 2**31).all()) for t in q):
             raise ValueError("wavelet symbols do not fit int32 (non-finite input?)")
-        with _float32(q[0].device):  # the coding never feels an autocast around it
-            logr = self._run(q, step)
+        with _float32(q[0].device), _sums_of_products(q[0].device, self.integer):
+            logr = self._run(q, step)  # the coding never feels an autocast around it
         gc = self.gaussian_conditional
         plan = stages(self.levels)
         exps = {st: self.stage_exponents(st) if self.integer else None for st in plan}
@@ -340,7 +341,7 @@ class SubbandContext(nn.Module):
                     bands[i][item, 0].view(-1).index_copy_(0, pos, sym)
                     crcs[item] = zlib.crc32(idx.astype(np.int32).tobytes(), crcs[item])
 
-        with _float32(device):
+        with _float32(device), _sums_of_products(device, self.integer):
             scales = self.scales(self._run(bands, step.to(device), hook=fill), step)
         s = step.view(-1, 1, 1, 1).float().to(device)
         y_hat = [conditional_mean(a, b) * s for a, b in zip(bands, scales, strict=True)]
@@ -352,6 +353,19 @@ class SubbandContext(nn.Module):
                 for t, b, n in zip(y_hat, scales, shrink, strict=True)
             ]
         return unflat(y_hat), crcs
+
+
+def _sums_of_products(device: torch.device, integer: bool) -> AbstractContextManager[Any]:
+    """On CUDA, integer contexts convolve without cuDNN while coding.
+
+    cuDNN may pick Winograd or FFT algorithms, whose transforms are not sums of integer
+    products and would break the exactness the integer nets rely on; PyTorch's native CUDA
+    convolution is an im2col GEMM in float32: exact here. CPUs (oneDNN, direct and GEMM
+    kernels) need nothing.
+    """
+    if not integer or torch.device(device).type != "cuda":
+        return nullcontext()
+    return torch.backends.cudnn.flags(enabled=False)
 
 
 def _float32(device: torch.device) -> torch.autocast:
