@@ -180,6 +180,19 @@ def test_export_refuses_float_contexts_and_decode_names_a_damaged_graph(
         load_onnx(onnx_dir)
 
 
+def test_onnxruntime_backend_refuses_a_file_of_another_model(
+    tifs: dict[str, Path], integer_ckpt: Path, tmp_path: Path
+) -> None:
+    onnx_dir, aec = tmp_path / "onnx", tmp_path / "s.aec"
+    assert main(["export", str(integer_ckpt), "--onnx", str(onnx_dir)]) == 0
+    # written by the shipped default, whose weights hash the export does not carry
+    assert main(["compress", str(tifs["small"]), "-o", str(aec), "--quiet"]) == 0
+    out = tmp_path / "x.tif"
+    code = main(["decompress", str(aec), "-o", str(out), "--ckpt", str(onnx_dir),
+                 "--backend", "onnxruntime", "--quiet"])  # fmt: skip
+    assert code == 3 and not out.exists()
+
+
 def test_decompress_backend_needs_an_export_folder(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         main(["decompress", "x.aec", "-o", "y.tif", "--backend", "onnxruntime"])
