@@ -192,13 +192,18 @@ class FrozenIntegerNet(nn.Module):
                 self.register_buffer(f"mult{i}", back if i == 2 else back * self.h_scale)
         self.to(net.layers()[0].weight.device)
 
-    def forward(self, x: Tensor) -> Tensor:  # noqa: D102
-        a = x.float() * self.in_scale
+    def forward(self, x: Tensor) -> Tensor:
+        """The net, channels-last inside, NCHW out.
+
+        Channels-last convolutions are about 2x faster on CPU at 8-16 channels, and exact
+        integers do not depend on the summation order.
+        """
+        a = x.float().contiguous(memory_format=torch.channels_last) * self.in_scale
         a = a.round_().clamp_(-self.in_max, self.in_max)
         for i in range(3):
             acc = F.conv2d(a, getattr(self, f"w{i}"), getattr(self, f"b{i}"), padding=1)
             if i == 2:
-                return acc.mul_(self.mult2)
+                return acc.mul_(self.mult2).contiguous()
             acc = F.leaky_relu(acc, SLOPE, inplace=True).mul_(getattr(self, f"mult{i}"))
             a = acc.round_().clamp_(-self.h_max, self.h_max)
         raise AssertionError("unreachable")
