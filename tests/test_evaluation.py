@@ -25,11 +25,10 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from lightning.pytorch import Trainer
 from PIL import Image
+from train_tiny import fit_tiny
 
 from autoenc.cli import main
-from autoenc.data.datamodule import PatchDataModule
 from autoenc.data.dataset_format import file_sha256, read_manifest, write_manifest, write_npy
 from autoenc.data.patches import PatchDataset, decode
 from autoenc.evaluation.compare import (
@@ -43,7 +42,6 @@ from autoenc.evaluation.records import Results
 from autoenc.evaluation.runner import ModelSpec
 from autoenc.metrics import psnr, truth_metrics
 from autoenc.models import create_model
-from autoenc.task import CompressionTask
 
 # 32-px patches: the JPEG 2000 header alone costs ~0.8 bpp, so the ladder sits higher.
 LADDER = ["1.5", "2", "3", "4", "6"]
@@ -54,14 +52,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: 1 torch thread
 
 def _fit(name: str, kw: dict[str, Any], root: Path, out: Path, lmbda: float | None) -> Path:
     torch.manual_seed(0)
-    task = CompressionTask(model=create_model(name, **kw), lmbda=lmbda, lr=5e-3,
-                           scheduler="none", w_mse=1.0, w_ssim=0.0)  # fmt: skip
-    trainer = Trainer(accelerator="cpu", max_steps=15, limit_val_batches=0, logger=False,
-                      enable_checkpointing=False, enable_progress_bar=False,
-                      enable_model_summary=False, default_root_dir=out.parent)  # fmt: skip
-    trainer.fit(task, datamodule=PatchDataModule(root=str(root), batch_size=4, num_workers=0))
-    trainer.save_checkpoint(out)
-    return out
+    return fit_tiny(create_model(name, **kw), root, out, 15, lmbda)
 
 
 @pytest.fixture(scope="module")

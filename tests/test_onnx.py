@@ -17,16 +17,14 @@ import numpy as np
 import pytest
 import rasterio
 import torch
-from lightning.pytorch import Trainer
 from make_codec_fixtures import make_codec_fixtures
 from make_data import make_codec_dataset
+from train_tiny import fit_tiny
 
 from autoenc.cli import main
 from autoenc.codec.onnx import GS_TOLERANCE
-from autoenc.data.datamodule import PatchDataModule
 from autoenc.layers.integer import EXACT, IntegerConvNet, activation_grid
 from autoenc.models import create_model
-from autoenc.task import CompressionTask
 
 ort = pytest.importorskip("onnxruntime")
 TILE = 64
@@ -109,15 +107,7 @@ def integer_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.manual_seed(0)
     model = create_model("WaveletCodec", levels=3, width=8, widths=[8, 8, 4],
                          steps=[0.6, 0.25, 0.1, 0.04], integer=True)  # fmt: skip
-    task = CompressionTask(model=model, lmbda=1.0, lr=5e-3, scheduler="none", w_mse=1.0,
-                           w_ssim=0.0)  # fmt: skip
-    out = tmp_path_factory.mktemp("onnx_ckpt") / "integer.ckpt"
-    trainer = Trainer(accelerator="cpu", max_steps=30, limit_val_batches=0, logger=False,
-                      enable_checkpointing=False, enable_progress_bar=False,
-                      enable_model_summary=False, default_root_dir=out.parent)  # fmt: skip
-    trainer.fit(task, datamodule=PatchDataModule(root=str(root), batch_size=4, num_workers=0))
-    trainer.save_checkpoint(out)
-    return out
+    return fit_tiny(model, root, tmp_path_factory.mktemp("onnx_ckpt") / "integer.ckpt", 30)
 
 
 def _read(path: Path) -> np.ndarray:

@@ -22,6 +22,7 @@ import torch
 from lightning.pytorch import Trainer
 from make_codec_fixtures import make_codec_fixtures
 from make_data import make_codec_dataset
+from train_tiny import fit_tiny
 
 from autoenc.cli import main
 from autoenc.codec.container import ContainerReader
@@ -54,16 +55,7 @@ def wavelet_ckpt(codec_root: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     """A 3-level WaveletCodec, 40 steps of maximum-likelihood training on the fixture data."""
     torch.manual_seed(0)
     model = create_model("WaveletCodec", levels=3, width=8, steps=STEPS)
-    task = CompressionTask(model=model, lmbda=1.0, lr=5e-3, scheduler="none", w_mse=1.0,
-                           w_ssim=0.0)  # fmt: skip
-    out = tmp_path_factory.mktemp("wavelet") / "wavelet.ckpt"
-    trainer = Trainer(accelerator="cpu", max_steps=40, limit_val_batches=0, logger=False,
-                      enable_checkpointing=False, enable_progress_bar=False,
-                      enable_model_summary=False, default_root_dir=out.parent)  # fmt: skip
-    trainer.fit(task, datamodule=PatchDataModule(root=str(codec_root), batch_size=4,
-                                                 num_workers=0))  # fmt: skip
-    trainer.save_checkpoint(out)
-    return out
+    return fit_tiny(model, codec_root, tmp_path_factory.mktemp("wavelet") / "wavelet.ckpt", 40)
 
 
 def _unit(a: np.ndarray) -> np.ndarray:
