@@ -220,8 +220,12 @@ def _decode_run(
     lc = grid.latent_core(r, run[0][0])
     strings = [[g[k] for _, g, _ in run] for k in range(len(run[0][1]))]
     kwargs: dict[str, Any] = dict(rate)
-    if all(chk is not None for _, _, chk in run):
-        kwargs["checksums"] = [chk for _, _, chk in run]
+    checksums = [chk for _, _, chk in run]
+    if any(chk is None for chk in checksums):
+        if not all(chk is None for chk in checksums):
+            return {}  # mixed: each tile checks its own, one by one
+    else:
+        kwargs["checksums"] = checksums
     try:
         y_hat = model.decompress_latent(strings, [lc.h, lc.w], **kwargs)
     except (MemoryError, KeyboardInterrupt):
