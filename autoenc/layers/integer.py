@@ -95,6 +95,20 @@ def _pow2(f: Tensor, dtype: torch.dtype) -> Tensor:
     return torch.ldexp(torch.ones_like(f, dtype=dtype), f).view(1, -1, 1, 1)
 
 
+def _integers(conv: nn.Conv2d, in_exp: int) -> tuple[Tensor, Tensor, Tensor]:
+    """(integer weight, integer bias, rescale) of ``conv`` for inputs on ``2**-in_exp``.
+
+    ``conv(a, w, b) * rescale`` is the layer's real output, exactly; the roundings are
+    straight-through when the weights take gradients.
+    """
+    f = weight_exponents(conv.weight)
+    scale = _pow2(f, conv.weight.dtype)
+    w = round_ste(conv.weight * scale.view(-1, 1, 1, 1)).clamp(-W_MAX, W_MAX)
+    assert conv.bias is not None
+    b = round_ste(conv.bias * scale.flatten() * 2.0**in_exp).clamp(-B_MAX, B_MAX)
+    return w, b, _pow2(-(f + in_exp), conv.weight.dtype)
+
+
 class IntegerConvNet(nn.Module):
     """conv3x3 -> leaky -> conv3x3 -> leaky -> conv3x3 on integer grids (see the module doc).
 
@@ -146,13 +160,8 @@ class IntegerConvNet(nn.Module):
         a = round_ste(x.to(dtype) * 2.0**in_exp).clamp(-in_max, in_max)
         last = len(self.convs) - 1
         for i, conv in enumerate(self.layers()):
-            f = weight_exponents(conv.weight)
-            scale = _pow2(f, dtype)
-            w = round_ste(conv.weight * scale.view(-1, 1, 1, 1)).clamp(-W_MAX, W_MAX)
-            assert conv.bias is not None
-            b = round_ste(conv.bias * scale.flatten() * 2.0**in_exp).clamp(-B_MAX, B_MAX)
+            w, b, back = _integers(conv, in_exp)
             acc = F.conv2d(a, w, b, padding=1)  # exact integers
-            back = _pow2(-(f + in_exp), dtype)  # acc * back = the real value, exactly
             if i == last:
                 return acc * back
             a = round_ste(F.leaky_relu(acc, SLOPE) * back * 2.0**h_exp).clamp(-h_max, h_max)
@@ -180,14 +189,9 @@ class FrozenIntegerNet(nn.Module):
         exps = [in_exp, h_exp, h_exp]
         with torch.no_grad():
             for i, (conv, e) in enumerate(zip(net.layers(), exps, strict=True)):
-                f = weight_exponents(conv.weight)
-                scale = _pow2(f, torch.float32)
-                assert conv.bias is not None
-                w = torch.round(conv.weight.float() * scale.view(-1, 1, 1, 1)).clamp(-W_MAX, W_MAX)
-                b = torch.round(conv.bias.float() * scale.flatten() * 2.0**e).clamp(-B_MAX, B_MAX)
+                w, b, back = (t.float() for t in _integers(conv, e))  # integers: exact
                 self.register_buffer(f"w{i}", w)
                 self.register_buffer(f"b{i}", b)
-                back = _pow2(-(f + e), torch.float32)  # acc * back: the real value, exactly
                 # hidden layers go straight to the next grid: back * 2**h_exp, one exact multiply
                 self.register_buffer(f"mult{i}", back if i == 2 else back * self.h_scale)
         self.to(net.layers()[0].weight.device)
