@@ -212,13 +212,12 @@ def test_bad_ladders_and_qualities() -> None:
 def test_cached_stage_masks_serve_training_after_coding() -> None:
     # The checkerboard masks are cached per shape; one first made while coding (inference
     # mode) must still be usable where autograd saves it (torch.where in a training step).
-    from autoenc.entropy.subband_context import _positions, checkerboard
+    from autoenc.entropy.subband_coding import checkerboard, positions
 
     with torch.inference_mode():
         m = checkerboard(6, 10, torch.device("cpu"))
-        pos = _positions(torch.zeros(1, 1, 6, 10), True)
-        rest = _positions(torch.zeros(1, 1, 6, 10), False)
-    assert not m.is_inference() and not pos.is_inference()
+    pos, rest = torch.from_numpy(positions(6, 10, True)), torch.from_numpy(positions(6, 10, False))
+    assert not m.is_inference()
     a = torch.zeros(60, dtype=torch.bool).index_fill_(0, pos, True).view(6, 10)
     assert sorted(pos.tolist() + rest.tolist()) == list(range(60))
     assert checkerboard(6, 10, torch.device("cpu")) is m  # cached

@@ -7,8 +7,9 @@
 * ``g_a.onnx`` and ``g_s.onnx``: the analysis and synthesis transforms (CDF 9/7 + packing),
   dynamic batch and size;
 * one graph per context net: ``ll_rest.onnx``, ``anchor_<k>.onnx``, ``rest_<k>.onnx``
-  (``k = 0`` the coarsest level), each the integer net of :mod:`autoenc.layers.integer` with
-  its integers baked in (:class:`~autoenc.layers.integer.FrozenIntegerNet`);
+  (``k = 0`` the coarsest level; no ``rest`` for a one-stage level), each the integer net of
+  :mod:`autoenc.layers.integer` with its integers baked in
+  (:class:`~autoenc.layers.integer.FrozenIntegerNet`);
 * ``codec.json`` (:data:`FORMAT`): the model spec, the preprocessing record, the PyTorch
   weights hash that ``.aec`` headers name, the output grid exponents of each net, the LL
   anchor parameters, the entropy tables (scale table and integer PMFs) and each graph's
@@ -69,6 +70,7 @@ def _nets(model: WaveletCodec) -> dict[str, nn.Module]:
     out: dict[str, nn.Module] = {"ll_rest": ctx.ll_rest}
     for k in range(ctx.levels):
         out[f"anchor_{k}"] = ctx.anchor[k]
+    for k in range(ctx.two_stage):  # one-stage levels have no rest net
         out[f"rest_{k}"] = ctx.rest[k]
     return out
 
@@ -236,7 +238,7 @@ def load_onnx(folder: str | Path, threads: int | None = None) -> LoadedCodec:
     ctx.anchor = nn.ModuleList(OrtNet(session(f"anchor_{k}"), exps[f"anchor_{k}"])
                                for k in range(ctx.levels))  # fmt: skip
     ctx.rest = nn.ModuleList(OrtNet(session(f"rest_{k}"), exps[f"rest_{k}"])
-                             for k in range(ctx.levels))  # fmt: skip
+                             for k in range(ctx.two_stage))  # fmt: skip
     with torch.no_grad():
         ctx.ll_anchor.copy_(torch.tensor(rec["ll_anchor"]))
         gc = ctx.gaussian_conditional

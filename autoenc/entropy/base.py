@@ -9,6 +9,7 @@ codes through `TableCoder`; ``bits`` and ``fp32`` keep every rate computation in
 from __future__ import annotations
 
 import math
+import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal
 
@@ -58,6 +59,14 @@ def bits(likelihoods: Tensor | Mapping[str, Tensor] | Iterable[Tensor]) -> Tenso
         raise ValueError("bits() needs at least one likelihood tensor, got none")
     with fp32(tensors[0].device):
         return torch.stack([-torch.log2(t.float()).sum() for t in tensors]).sum()
+
+
+def _version(t: Tensor) -> int:
+    """A tensor's in-place version; an inference tensor has none: a CRC of its bytes then."""
+    try:
+        return int(t._version)
+    except RuntimeError:
+        return zlib.crc32(t.detach().cpu().numpy().tobytes())
 
 
 def fp32(device: torch.device) -> torch.autocast:
@@ -137,11 +146,13 @@ class EntropyModel(nn.Module):
     def _coder(self) -> TableCoder:
         if not self.has_tables:
             raise RuntimeError(f"{type(self).__name__} has no tables; call update() first")
-        return TableCoder(
-            self._quantized_pmf.cpu().numpy(),
-            self._pmf_length.cpu().numpy(),
-            self._offset.cpu().numpy(),
-        )
+        tables = (self._quantized_pmf, self._pmf_length, self._offset)
+        key = tuple((t.data_ptr(), _version(t), t.shape, t.device) for t in tables)
+        cache = self.__dict__.get("_coder_cache")  # not state: rebuilt when a table changes
+        if cache is None or cache[0] != key:
+            cache = (key, TableCoder(*(t.cpu().numpy() for t in tables)))
+            self.__dict__["_coder_cache"] = cache
+        return cache[1]
 
     def stream_encoder(self) -> StreamEncoder:
         """An empty single-stream encoder over this model's tables (see :class:`StreamEncoder`)."""

@@ -217,6 +217,55 @@ class TableCoder:
         out[order] = values
         return out
 
+    def _decode_scatter(
+        self,
+        decoder: Any,
+        indexes: npt.NDArray[np.integer],
+        out: npt.NDArray[Any],
+        positions: npt.NDArray[np.integer] | None,
+    ) -> None:
+        """``out[positions[i]] = `` the symbol decoded with table ``indexes[i]``, for every ``i``.
+
+        The same symbols as :meth:`_decode_from` (same order in the stream), written straight
+        to their places: one scatter per table, no int64 copies, escapes looked for per table.
+        ``positions=None``: ``out`` itself, in order.
+        """
+        flat = np.asarray(indexes).reshape(-1)
+        size = out.size if positions is None else positions.size
+        if flat.size != size:
+            raise ValueError(f"got {size} positions but {flat.size} indexes")
+        if flat.size == 0:
+            return
+        if not np.issubdtype(flat.dtype, np.integer) or int(flat.min()) < 0:
+            raise ValueError("indexes must be non-negative integers")
+        counts = np.bincount(flat, minlength=self.num_tables)
+        if counts.size > self.num_tables:
+            raise ValueError(
+                f"table index {int(flat.max())} out of range for {self.num_tables} tables"
+            )
+        small = flat.astype(np.uint8 if self.num_tables <= 1 << 8 else np.uint16, copy=False)
+        order = np.argsort(small, kind="stable")  # a radix sort: O(n), the encoder's order
+        where = order if positions is None else positions[order]
+        escaped: list[tuple[int, npt.NDArray[np.intp]]] = []  # (table, place in ``where``)
+        start = 0
+        for t in np.flatnonzero(counts).tolist():
+            n = int(counts[t])
+            bins = decoder.decode(self._models[t], n)
+            escape = int(self.lengths[t]) - 1
+            if bins.max() == escape:
+                escaped.append((t, start + np.flatnonzero(bins == escape)))
+            out[where[start : start + n]] = bins + int(self.offsets[t])
+            start += n
+        if escaped:
+            tables = np.concatenate([np.full(len(p), t) for t, p in escaped])
+            places = np.concatenate([p for _, p in escaped])
+            below, distance = _decode_escapes(decoder, len(places))
+            offsets, escape_bin = self.offsets[tables], self.lengths[tables] - 1
+            values = np.where(below, offsets - 1 - distance, offsets + escape_bin + distance)
+            if values.min() < -(2**31) or values.max() >= 2**31:
+                raise ValueError("stream decodes to values outside int32; corrupt or wrong tables")
+            out[where[places]] = values
+
     def _grouping(
         self, indexes: npt.NDArray[np.integer], size: int
     ) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.int64], npt.NDArray[np.int64]]:
@@ -284,6 +333,19 @@ class StreamDecoder:
     def decode(self, indexes: npt.NDArray[np.integer]) -> npt.NDArray[np.int32]:
         """The next group: one symbol per entry of ``indexes`` (flattened)."""
         return self.coder._decode_from(self._decoder, indexes)
+
+    def decode_into(
+        self,
+        indexes: npt.NDArray[np.integer],
+        out: npt.NDArray[Any],
+        positions: npt.NDArray[np.integer] | None,
+    ) -> None:
+        """The next group, written to ``out[positions]`` (flat ``out``, all of it for ``None``).
+
+        Raises:
+            ValueError: an index out of range, sizes that differ, a corrupt stream.
+        """
+        self.coder._decode_scatter(self._decoder, indexes, out, positions)
 
 
 def _int32_values(symbols: npt.NDArray[np.integer]) -> npt.NDArray[np.int64]:

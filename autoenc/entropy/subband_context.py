@@ -39,37 +39,32 @@ import math
 import zlib
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
-from functools import lru_cache
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from autoenc.entropy.gaussian import GaussianConditional
+from autoenc.entropy.subband_coding import (
+    StageDecoder,
+    checkerboard,
+    conditional_mean,
+    dequantise,
+    grid_indexes,
+    positions,
+)
 from autoenc.layers.integer import IntegerConvNet, round_ste
 from autoenc.layers.wavelet import Subbands, idwt2
 
-#: (band indexes, anchors?) of a stage; band index into :func:`flat` order.
-Stage = tuple[tuple[int, ...], bool]
+#: (band indexes, anchors?) of a stage; band index into :func:`flat` order; ``None``: the
+#: whole bands (a one-stage level).
+Stage = tuple[tuple[int, ...], bool | None]
 #: Called by :meth:`SubbandContext._run` with (stage, log-scales of its bands) before the next
 #: stage.
 Hook = Callable[[Stage, list[Tensor]], None]
-
-
-def checkerboard(h: int, w: int, device: torch.device) -> Tensor:
-    """(1, 1, h, w) float mask, 1 on the anchors ((i + j) even); shared: never modify it."""
-    return _checkerboard(int(h), int(w), torch.device(device))
-
-
-@lru_cache(maxsize=64)
-def _checkerboard(h: int, w: int, device: torch.device) -> Tensor:
-    # made outside inference mode, so a mask cached while coding also serves training
-    with torch.inference_mode(False):
-        i = torch.arange(h, device=device)[:, None]
-        j = torch.arange(w, device=device)[None, :]
-        return ((i + j) % 2 == 0).float()[None, None]
 
 
 def flat(b: Subbands) -> list[Tensor]:
@@ -84,33 +79,16 @@ def unflat(bands: Sequence[Tensor]) -> Subbands:
     return Subbands(bands[0], details)
 
 
-def stages(levels: int) -> list[Stage]:
-    """The coding order: LL anchors, LL rest, then per level its anchors and its rest."""
+def stages(levels: int, one_stage: int = 0) -> list[Stage]:
+    """The coding order: LL anchors, LL rest, then per level its anchors and its rest.
+
+    The ``one_stage`` finest levels are one stage each (``anchors`` is ``None``: all symbols).
+    """
     out: list[Stage] = [((0,), True), ((0,), False)]
     for k in range(levels):
         bands = (1 + 3 * k, 2 + 3 * k, 3 + 3 * k)
-        out += [(bands, True), (bands, False)]
+        out += [(bands, None)] if k >= levels - one_stage else [(bands, True), (bands, False)]
     return out
-
-
-def conditional_mean(q: Tensor, scale: Tensor) -> Tensor:
-    """E[y | y in [q - 1/2, q + 1/2]] for y ~ N(0, scale²), in step units (scale >= 0.11).
-
-    ``scale * (phi(a) - phi(b)) / (Phi(b) - Phi(a))`` with ``a, b = (q -+ 1/2) / scale``: 0 for
-    ``q = 0``, shrunk towards 0 otherwise; far in the tail, where the bin's mass underflows,
-    the bin centre.
-    """
-    scale = scale.float().clamp_min(0.11)
-    a, b = (q - 0.5) / scale, (q + 0.5) / scale
-    # symmetric: evaluate on |q| where the lower bin edge is the smaller tail
-    sign = torch.sign(q)
-    a, b = torch.minimum(a.abs(), b.abs()), torch.maximum(a.abs(), b.abs())
-    a = torch.where(q == 0, -b, a)
-    pdf = torch.exp(-0.5 * a * a) - torch.exp(-0.5 * b * b)
-    mass = 0.5 * (torch.erfc(a / 2**0.5) - torch.erfc(b / 2**0.5))  # upper tails: no cancellation
-    inside = mass > 1e-7
-    mean = scale * pdf / (2 * math.pi) ** 0.5 / torch.where(inside, mass, 1.0)
-    return torch.where(inside, sign * mean, q)
 
 
 def _net(cin: int, cout: int, width: int) -> nn.Sequential:
@@ -142,11 +120,14 @@ class SubbandContext(nn.Module):
         width: int = 32,
         widths: Sequence[int] | None = None,
         integer: bool = False,
+        one_stage: int = 0,
     ) -> None:
         """Build the context nets.
 
         ``levels`` detail levels; ``width`` channels of the LL net, ``widths`` per level
-        (default ``width`` everywhere); ``integer``: integer-valued nets and exact indexes.
+        (default ``width`` everywhere); ``integer``: integer-valued nets and exact indexes;
+        ``one_stage``: the number of finest levels coded in one stage by their anchor nets
+        (no checkerboard, no rest net: see :func:`stages`).
         """
         super().__init__()
         self.levels = int(levels)
@@ -154,13 +135,21 @@ class SubbandContext(nn.Module):
         if len(per_level) != self.levels or any(v < 1 for v in per_level):
             raise ValueError(f"widths needs {self.levels} positive ints, got {widths}")
         self.integer = bool(integer)
+        if not 0 <= int(one_stage) <= self.levels:
+            raise ValueError(f"one_stage must be in 0..{self.levels}, got {one_stage}")
+        self.one_stage = int(one_stage)
         make: Callable[[int, int, int], nn.Module] = IntegerConvNet if integer else _net
         self.ll_anchor = nn.Parameter(torch.tensor([math.log(8.0), 0.0]))
         self.ll_rest = make(2, 1, width)  # masked anchors, log step
         # level k (0 = coarsest): low-pass image, 3 parent magnitudes, log step (+ 3 anchors)
         self.anchor = nn.ModuleList(make(5, 3, per_level[k]) for k in range(levels))
-        self.rest = nn.ModuleList(make(8, 3, per_level[k]) for k in range(levels))
+        self.rest = nn.ModuleList(make(8, 3, per_level[k]) for k in range(self.two_stage))
         self.gaussian_conditional = GaussianConditional()
+
+    @property
+    def two_stage(self) -> int:
+        """The number of (coarsest) detail levels coded in two checkerboard stages."""
+        return self.levels - self.one_stage
 
     # ---- the stages -------------------------------------------------------------------------
 
@@ -198,7 +187,7 @@ class SubbandContext(nn.Module):
             net = self.ll_rest
         else:
             k = (bands[0] - 1) // 3
-            net = self.anchor[k] if anchors else self.rest[k]
+            net = self.rest[k] if anchors is False else self.anchor[k]
         # an IntegerConvNet, or a runtime's stand-in for one (autoenc.codec.onnx.OrtNet)
         return [int(e) for e in net.exponents().tolist()]  # type: ignore[operator]
 
@@ -210,14 +199,37 @@ class SubbandContext(nn.Module):
         grid of ``log_scale``) compare ``r`` with thresholds on its own grid, computed in
         float64 from the table and ``step``: exact, so the same on every device.
         """
-        gc = self.gaussian_conditional
         if not self.integer:
             s = torch.tensor(step, dtype=torch.float32, device=log_scale.device)
-            return gc.build_indexes(self._to_q(log_scale, s))
+            return self.gaussian_conditional.build_indexes(self._to_q(log_scale, s))
+        r = log_scale.detach().float().cpu().numpy()
+        idx = self.index_array(r, step, exponent).astype(np.int32)
+        return torch.from_numpy(idx).to(log_scale.device)
+
+    def index_array(
+        self, log_scale: npt.NDArray[np.float32], step: float, exponent: int | None = None
+    ) -> npt.NDArray[np.integer]:
+        """:meth:`indexes` of a float32 numpy array, as a numpy array (what the coder takes)."""
+        if not self.integer:
+            idx = self.indexes(torch.from_numpy(np.ascontiguousarray(log_scale)), step)
+            return idx.numpy().astype(np.intp)
         assert exponent is not None
-        table = tuple(gc.scale_table.tolist())
-        t = _thresholds(table, max(float(step), 0.0), int(exponent))
-        return torch.bucketize(log_scale, t.to(log_scale.device), right=True).to(torch.int32)
+        table = tuple(self.gaussian_conditional.scale_table.tolist())
+        return grid_indexes(log_scale, table, max(float(step), 0.0), int(exponent))
+
+    def prepare(self, step: float) -> None:
+        """Build now the caches that coding at ``step`` uses (frozen nets, coder, index tables).
+
+        Forked decode workers (:mod:`autoenc.codec.tile_rows`) then inherit them.
+        """
+        for net in [self.ll_rest, *self.anchor, *self.rest]:
+            if isinstance(net, IntegerConvNet):
+                net._cached()
+        self.gaussian_conditional._coder()
+        if self.integer:
+            for stage in stages(self.levels, self.one_stage):
+                for e in self.stage_exponents(stage):
+                    self.index_array(np.empty(0, np.float32), step, e)
 
     def _run(self, bands: list[Tensor], step: Tensor, hook: Hook | None = None) -> list[Tensor]:
         """Log-scales (coefficient units) of every symbol of ``bands`` (flat order), stage by stage.
@@ -228,13 +240,13 @@ class SubbandContext(nn.Module):
         """
         s = step.view(-1, 1, 1, 1).float()
         logs = self._log_step(s)
-        plan = iter(stages(self.levels))
+        plan = iter(stages(self.levels, self.one_stage))
         out: list[Tensor] = [torch.empty(0)] * len(bands)
 
-        def done(stage: Stage, values: list[Tensor], mask: Tensor) -> None:
+        def done(stage: Stage, values: list[Tensor], mask: Tensor | None) -> None:
             """Record a stage's log-scales (the rest keeps the anchors'), then let the hook fill."""
             for i, v in zip(stage[0], values, strict=True):
-                out[i] = v if stage[1] else torch.where(mask.bool(), out[i], v)
+                out[i] = v if mask is None or stage[1] else torch.where(mask.bool(), out[i], v)
             if hook is not None:
                 hook(stage, values)
 
@@ -248,12 +260,17 @@ class SubbandContext(nn.Module):
         for k in range(self.levels):
             ix = (1 + 3 * k, 2 + 3 * k, 3 + 3 * k)
             feat = torch.cat([low / 2.0 ** (self.levels - k), parents, logs.expand_as(low)], 1)
-            mask = checkerboard(low.shape[-2], low.shape[-1], low.device)
             a = self.anchor[k](feat)
-            done(next(plan), list(torch.split(a, 1, 1)), mask)
-            level = torch.cat([bands[i] for i in ix], 1) * s
-            r = self.rest[k](torch.cat([feat, level * mask], 1))
-            done(next(plan), list(torch.split(r, 1, 1)), mask)
+            if k < self.two_stage:
+                mask = checkerboard(low.shape[-2], low.shape[-1], low.device)
+                done(next(plan), list(torch.split(a, 1, 1)), mask)
+                level = torch.cat([bands[i] for i in ix], 1) * s
+                r = self.rest[k](torch.cat([feat, level * mask], 1))
+                done(next(plan), list(torch.split(r, 1, 1)), mask)
+            else:  # one stage: every symbol of the level from the anchor net
+                done(next(plan), list(torch.split(a, 1, 1)), None)
+            if k == self.levels - 1:
+                break  # the full-resolution image would serve no further level
             level = torch.cat([bands[i] for i in ix], 1) * s  # complete now (decoder)
             hl, lh, hh = torch.split(level, 1, 1)
             low = idwt2(Subbands(low, ((hl, lh, hh),)))
@@ -286,7 +303,7 @@ class SubbandContext(nn.Module):
         with _float32(q[0].device), _sums_of_products(q[0].device, self.integer):
             logr = self._run(q, step)  # the coding never feels an autocast around it
         gc = self.gaussian_conditional
-        plan = stages(self.levels)
+        plan = stages(self.levels, self.one_stage)
         exps = {st: self.stage_exponents(st) if self.integer else None for st in plan}
         strings, checksums = [], []
         for item in range(q[0].shape[0]):
@@ -297,10 +314,14 @@ class SubbandContext(nn.Module):
                 bands, anchors = stage
                 e = exps[stage]
                 for j, i in enumerate(bands):
-                    sel = _select(q[i], anchors, item)
-                    r = _select(logr[i], anchors, item)
-                    idx = self.indexes(r, item_step, None if e is None else e[j]).cpu().numpy()
-                    enc.encode(sel.to(torch.int32).cpu().numpy(), idx)
+                    h, w = q[i].shape[-2:]
+                    pos = positions(h, w, anchors)
+                    sym = q[i][item, 0].detach().to(torch.int32).cpu().numpy().reshape(-1)
+                    r = logr[i][item, 0].detach().float().cpu().numpy().reshape(-1)
+                    if pos is not None:
+                        sym, r = sym[pos], r[pos]
+                    idx = self.index_array(r, item_step, None if e is None else e[j])
+                    enc.encode(sym, idx)
                     crc = zlib.crc32(idx.astype(np.int32).tobytes(), crc)
             strings.append(enc.finish())
             checksums.append(crc)
@@ -322,37 +343,18 @@ class SubbandContext(nn.Module):
         estimate of a component of that variance removed (decode-time despeckling).
         """
         device = self.ll_anchor.device
-        gc = self.gaussian_conditional
-        n = len(strings)
-        bands = [torch.zeros(n, *t.shape[1:], device=device) for t in flat(like)]
-        decoders = [gc.stream_decoder(bytes(b)) for b in strings]
-        crcs = [0] * n
-        steps = [float(v) for v in step.float().flatten().tolist()]
-
-        def fill(stage: Stage, values: list[Tensor]) -> None:
-            e = self.stage_exponents(stage) if self.integer else None
-            for j, (i, v) in enumerate(zip(stage[0], values, strict=True)):
-                pos = _positions(bands[i], stage[1])
-                for item in range(n):
-                    ej = None if e is None else e[j]
-                    r = v[item, 0].reshape(-1).index_select(0, pos)
-                    idx = self.indexes(r, steps[item], ej).cpu().numpy()
-                    sym = torch.from_numpy(decoders[item].decode(idx)).to(device).float()
-                    bands[i][item, 0].view(-1).index_copy_(0, pos, sym)
-                    crcs[item] = zlib.crc32(idx.astype(np.int32).tobytes(), crcs[item])
-
+        bands = flat(like)
+        if shrink is not None and len(shrink) != len(bands):
+            raise ValueError(f"shrink needs {len(bands)} band variances, got {len(shrink)}")
+        steps = step.float().flatten().tolist()
+        decoder = StageDecoder(self, strings, [t.shape[-2:] for t in bands], steps, device)
         with _float32(device), _sums_of_products(device, self.integer):
-            scales = self.scales(self._run(bands, step.to(device), hook=fill), step)
-        s = step.view(-1, 1, 1, 1).float().to(device)
-        y_hat = [conditional_mean(a, b) * s for a, b in zip(bands, scales, strict=True)]
-        if shrink is not None:
-            if len(shrink) != len(y_hat):
-                raise ValueError(f"shrink needs {len(y_hat)} band variances, got {len(shrink)}")
-            y_hat = [
-                t * torch.clamp(1.0 - float(n) / (b.clamp_min(0.11) * s) ** 2, min=0.0)
-                for t, b, n in zip(y_hat, scales, shrink, strict=True)
-            ]
-        return unflat(y_hat), crcs
+            logr = self._run(decoder.bands, step.to(device), hook=decoder)
+        y_hat = [
+            dequantise(q, r, step, None if shrink is None else shrink[i])
+            for i, (q, r) in enumerate(zip(decoder.bands, logr, strict=True))
+        ]
+        return unflat(y_hat), decoder.crcs
 
 
 def _sums_of_products(device: torch.device, integer: bool) -> AbstractContextManager[Any]:
@@ -371,45 +373,3 @@ def _sums_of_products(device: torch.device, integer: bool) -> AbstractContextMan
 def _float32(device: torch.device) -> torch.autocast:
     """Autocast off: the scales that drive the coder are float32 whatever the caller's mode."""
     return torch.autocast(device_type=torch.device(device).type, enabled=False)
-
-
-@lru_cache(maxsize=128)
-def _bool_mask(h: int, w: int, device: torch.device, anchors: bool) -> Tensor:
-    with torch.inference_mode(False):
-        m = checkerboard(h, w, device)[0, 0].bool()
-        return m if anchors else ~m
-
-
-def _select(t: Tensor, anchors: bool, item: int) -> Tensor:
-    """The anchors (or the rest) of item ``item`` of a (B, 1, h, w) band, flattened."""
-    return t[item, 0].reshape(-1).index_select(0, _positions(t, anchors))
-
-
-def _positions(band: Tensor, anchors: bool) -> Tensor:
-    """Row-major flat positions of a band's anchors (or the rest).
-
-    The order of the mask's ``True`` entries: ``index_select`` picks what boolean indexing
-    would, faster.
-    """
-    return _flat_positions(int(band.shape[-2]), int(band.shape[-1]), band.device, anchors)
-
-
-@lru_cache(maxsize=128)
-def _flat_positions(h: int, w: int, device: torch.device, anchors: bool) -> Tensor:
-    with torch.inference_mode(False):
-        return _bool_mask(h, w, device, anchors).reshape(-1).nonzero().flatten()
-
-
-@lru_cache(maxsize=256)
-def _thresholds(table: tuple[float, ...], step: float, exponent: int) -> Tensor:
-    """Integer-context index thresholds: ``idx = #{j : r >= t_j}`` for ``r`` on ``2**-exponent``.
-
-    ``table_j < exp(r) / step`` (the float rule: the smallest table scale >= the scale) is
-    ``r > log(table_j) + log(step)``; for ``r = acc * 2**-e`` with an integer ``acc`` that is
-    ``acc >= floor(2**e * (log(table_j) + log(step))) + 1``. float64 maths, then exact.
-    """
-    g = 2.0**exponent
-    log_step = math.log(step) if step > 0 else -math.inf
-    t = [(math.floor(g * (math.log(v) + log_step)) + 1) / g for v in table[:-1]]
-    with torch.inference_mode(False):
-        return torch.tensor(t, dtype=torch.float32)

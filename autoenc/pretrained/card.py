@@ -236,6 +236,10 @@ def export_main(argv: list[str] | None = None) -> int:
     p.add_argument("--model-arg", action="append", default=[], metavar="KEY=JSON",
                    help="set a decode-time model argument (despeckle, speckle_product) in the "
                    "export; weights and files are unchanged. Repeatable.")  # fmt: skip
+    p.add_argument("--one-stage", type=int, default=None, metavar="N",
+                   help="wavelet codecs: code the N finest levels in one stage each, with their "
+                   "anchor nets (their rest nets are dropped; faster decoding, files differ, "
+                   "the card measures the rate)")  # fmt: skip
     p.add_argument("--overwrite", action="store_true",
                    help="replace an existing export of this name (atomically, once the new "
                    "files are complete)")  # fmt: skip
@@ -256,6 +260,8 @@ def export_main(argv: list[str] | None = None) -> int:
             check_output(out_dir / f"{args.name}{suffix}", args.overwrite)
         out_dir.mkdir(parents=True, exist_ok=True)
         codec = with_decode_args(load_codec(args.ckpt), args.model_arg)
+        if args.one_stage is not None:
+            codec = with_one_stage(codec, args.one_stage)
         export_safetensors(codec, staging)
         card = measure(staging, args.data, args.report, args.split, args.limit)
         card.update(
@@ -346,6 +352,38 @@ def with_decode_args(codec: Any, items: list[str]) -> Any:
             raise ValueError(f"--model-arg {item!r}: {e}") from None
     model = build_model(spec)
     model.load_state_dict(codec.model.state_dict())
+    return dataclasses.replace(codec, model=model.eval(), spec=spec)
+
+
+def with_one_stage(codec: Any, n: int) -> Any:
+    """``codec`` (a wavelet codec) with its ``n`` finest levels coded in one stage each.
+
+    The anchor nets of those levels, trained on half of their symbols, predict all of them
+    (their inputs hold nothing of the level itself); the levels' rest nets are dropped.
+
+    Raises:
+        ValueError: not a wavelet codec, ``n`` outside 0..levels, or fewer one-stage levels
+            than the codec already has (their rest nets do not exist).
+    """
+    import dataclasses
+
+    from autoenc.models import build_model
+    from autoenc.models.wavelet import WaveletCodec
+
+    if not isinstance(codec.model, WaveletCodec):
+        raise ValueError(f"--one-stage: {codec.path} is not a wavelet codec")
+    if n < codec.model.context.one_stage:
+        raise ValueError(
+            f"--one-stage {n}: {codec.path} already codes {codec.model.context.one_stage} "
+            "levels in one stage, and has no rest nets to bring back"
+        )
+    spec = {**codec.spec, "init_args": {**(codec.spec.get("init_args") or {}), "one_stage": n}}
+    model = build_model(spec)  # ValueError for n outside 0..levels
+    state = codec.model.state_dict()
+    own = set(model.state_dict())
+    dropped = sorted(set(state) - own)
+    assert not own - set(state) and all(k.startswith("context.rest.") for k in dropped)
+    model.load_state_dict({k: v for k, v in state.items() if k in own})
     return dataclasses.replace(codec, model=model.eval(), spec=spec)
 
 
