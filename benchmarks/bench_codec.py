@@ -74,6 +74,7 @@ from numpy.typing import NDArray
 from PIL import Image
 
 from autoenc.codec.container import ContainerReader
+from autoenc.codec.scene import encode_batch
 from autoenc.data.synth_geotiff import write_scene
 from autoenc.sar.geotiff import SceneReader
 from autoenc.sar.normalisation import Normalisation, codes_from_unit, unit_from_codes
@@ -86,7 +87,7 @@ TARGET_RSS_RATIO = 1.10
 J2K_RATE_TOL = 0.02
 J2K_MAX_ENCODES = 4
 MID_CODE = 32768
-BATCH_SIZE = 4  # compress_scene's default (tiles per g_a call), passed explicitly
+AUTO = "auto"  # --tile / batch size: compress_scene's defaults (the model's tile, 1 Mpx batches)
 _STRIP = 512
 
 _HWM = """
@@ -109,8 +110,9 @@ codec = load_codec(sys.argv[3], "cpu")
 t_load = time.perf_counter() - t0
 t0, c0 = time.perf_counter(), time.process_time()
 keep = sys.argv[6] == "keep"  # the codec's defaults; else like for like with JPEG 2000
-st = compress_scene(Path(sys.argv[1]), Path(sys.argv[2]), codec, tile=int(sys.argv[4]),
-                    batch_size=int(sys.argv[5]), exceptions="keep" if keep else "clip",
+auto = lambda v: None if v == "auto" else int(v)  # the codec's defaults
+st = compress_scene(Path(sys.argv[1]), Path(sys.argv[2]), codec, tile=auto(sys.argv[4]),
+                    batch_size=auto(sys.argv[5]), exceptions="keep" if keep else "clip",
                     offset_db="auto" if keep else 0.0)
 wall, cpu = time.perf_counter() - t0, time.process_time() - c0
 print(json.dumps({"wall_s": wall, "cpu_s": cpu, "import_s": t_import, "load_s": t_load,
@@ -122,12 +124,13 @@ print(json.dumps({"wall_s": wall, "cpu_s": cpu, "import_s": t_import, "load_s": 
 DECOMPRESS = (
     _HWM
     + """
-import json, sys, time
+import json, resource, sys, time
 t0 = time.perf_counter()
 from pathlib import Path
 import torch
 from autoenc.codec.model_io import load_codec
 from autoenc.codec.scene import decompress_scene
+from autoenc.codec.tile_rows import default_workers
 t_import = time.perf_counter() - t0
 t0 = time.perf_counter()
 if len(sys.argv) > 4 and sys.argv[4] == "onnxruntime":  # an `autoenc export --onnx` folder
@@ -139,8 +142,13 @@ t_load = time.perf_counter() - t0
 t0, c0 = time.perf_counter(), time.process_time()
 st = decompress_scene(Path(sys.argv[1]), Path(sys.argv[2]), lambda header: codec)
 wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-print(json.dumps({"wall_s": wall, "cpu_s": cpu, "import_s": t_import, "load_s": t_load,
-                  "peak_rss_mb": _hwm(), "threads": torch.get_num_threads()}))
+kids = resource.getrusage(resource.RUSAGE_CHILDREN)  # the decode workers (ended by now)
+workers = default_workers() if getattr(codec.model, "fork_safe", True) else 0
+print(json.dumps({"wall_s": wall, "cpu_s": cpu + kids.ru_utime + kids.ru_stime,
+                  "main_cpu_s": cpu, "import_s": t_import, "load_s": t_load,
+                  "peak_rss_mb": _hwm(), "workers": workers,
+                  "workers_peak_rss_mb": kids.ru_maxrss / 1024 if workers else 0.0,
+                  "threads": torch.get_num_threads()}))
 """
 )
 BASELINE = (
@@ -182,12 +190,21 @@ def _python(code: str, *args: str) -> dict[str, Any]:
 
 
 def _best(runs: list[dict[str, Any]], mpix: float) -> dict[str, Any]:
+    """The run of least wall time, with the largest peak RSS over the runs.
+
+    ``peak_rss_mb_max`` counts decode workers too: this process's peak plus each worker's at
+    the largest worker's peak (an upper bound: pages the workers share with it by ``fork``,
+    the model and the libraries, are counted once per worker).
+    """
     best = min(runs, key=lambda r: r["wall_s"])
+    total = [
+        r["peak_rss_mb"] + r.get("workers", 0) * r.get("workers_peak_rss_mb", 0.0) for r in runs
+    ]
     return {
         **best,
         "mpix_per_s": mpix / best["wall_s"],
         "mpix_per_cpu_s": mpix / best["cpu_s"],
-        "peak_rss_mb_max": max(r["peak_rss_mb"] for r in runs),
+        "peak_rss_mb_max": max(total),
         "runs": runs,
     }
 
@@ -196,7 +213,7 @@ def measure_autoenc(
     scene: Path,
     work: Path,
     ckpt: Path,
-    tile: int,
+    tile: int | None,
     repeats: int,
     mode: str = "window",
     onnx: Path | None = None,
@@ -210,7 +227,7 @@ def measure_autoenc(
     out: dict[str, dict[str, Any]] = {}
     aec = [work / f"run{i}.aec" for i in range(repeats)]
     try:
-        args = (str(ckpt), str(tile), str(BATCH_SIZE), mode)
+        args = (str(ckpt), AUTO if tile is None else str(tile), AUTO, mode)
         runs = [_python(COMPRESS, str(scene), str(a), *args) for a in aec]
         out["compress"] = _best(runs, mpix)
     except ChildError as e:
@@ -278,7 +295,7 @@ def _chunk_bytes(aec: Path) -> dict[str, int]:
 
 
 def _largest_batch(aec: Path) -> int:
-    """Most same-shape input windows in one tile row (what ``g_a`` batches), <= BATCH_SIZE."""
+    """Most same-shape input windows in one tile row (what ``g_a`` batches), <= its batch."""
     with ContainerReader(aec) as r:
         sc, tl = r.header["scene"], r.header["tiling"]
     grid = TileGrid(
@@ -290,7 +307,7 @@ def _largest_batch(aec: Path) -> int:
         wins = [grid.encode_window(row, c)[0] for c in range(cols)]
         shapes = Counter((w.h, w.w) for w in wins)
         most = max(most, *shapes.values())
-    return min(most, BATCH_SIZE)
+    return min(most, encode_batch(tl["tile"]))
 
 
 class DbWindow:
@@ -442,7 +459,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "benchmark": NAME,
         "machine": machine_info(),
         "ckpt": str(ckpt),
-        "tile": args.tile,
+        "tile": args.tile if args.tile else "model default",
         "mode": args.mode,
         "repeats": args.repeats,
         "window_db": [win.lo, win.hi],
@@ -521,6 +538,13 @@ def report(rec: dict[str, Any]) -> None:
             f"took {j['prep_s']:.2f} s more. autoenc: import s = imports + load_codec, not timed)"
         )
     print(f"import + load_codec only: peak RSS {rec['import_and_load_rss_mb']:.0f} MB")
+    dec0 = res[-1]["decompress"]
+    if dec0.get("workers"):
+        print(
+            f"decompress: {dec0['workers']} decode worker processes (CPU s and RSS MB include "
+            f"them; RSS as main + workers x largest worker, {dec0['peak_rss_mb']:.0f} + "
+            f"{dec0['workers']} x {dec0['workers_peak_rss_mb']:.0f} MB at {res[-1]['size']}²)"
+        )
     if q:
         a = q["autoenc"]
         print(f"\nquality on {big}² (PSNR on the window, valid pixels of the original):")
@@ -563,7 +587,7 @@ def report(rec: dict[str, Any]) -> None:
         for r in res
         if "largest_batch" in r["compress"]
     )
-    print(f"compress: largest g_a batch of tile windows (batch_size {BATCH_SIZE}): {batches}")
+    print(f"compress: largest g_a batch of tile windows: {batches}")
     for op in ("compress", "decompress"):
         ratio = rec["rss_ratio_largest_vs_smallest"].get(op)
         if ratio is None:
@@ -599,7 +623,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--repeats", type=int, default=2, help="runs per measurement, best kept (default 2)"
     )
-    p.add_argument("--tile", type=int, default=512, help="autoenc tile core side (default 512)")
+    p.add_argument(
+        "--tile", type=int, default=None, help="autoenc tile core side (default: the model's)"
+    )
     p.add_argument(
         "--mode",
         choices=("window", "keep"),

@@ -195,15 +195,17 @@ def test_shipped_model_loads_without_pickle_or_network(
     assert find_shipped("0" * 64) is None
 
 
-def test_previous_default_stays_shipped_and_its_files_decode_without_ckpt(
-    shipped: Path, tifs: dict[str, Path], tmp_path: Path
+@pytest.mark.parametrize("name", ["wavelet-grdh", "wavelet-grdh-int"])
+def test_previous_defaults_stay_shipped_and_their_files_decode_without_ckpt(
+    shipped: Path, tifs: dict[str, Path], tmp_path: Path, name: str
 ) -> None:
-    # issue 14 replaced wavelet-grdh (float contexts) by wavelet-grdh-int (integer contexts):
-    # files written by the old one are found by their header's weights hash and decode alike
-    previous = shipped.with_name("wavelet-grdh.safetensors")
+    # issue 14 replaced wavelet-grdh (float contexts) by wavelet-grdh-int (integer contexts),
+    # then that by wavelet-grdh-fast (its two finest levels in one stage): files written by
+    # the older ones are found by their header's weights hash and decode alike
+    previous = shipped.with_name(f"{name}.safetensors")
     assert previous != shipped and load_codec(shipped).model.context.integer
     old = load_codec(previous)
-    assert not old.model.context.integer and find_shipped(old.weights_sha256) == previous
+    assert old.model.context.one_stage == 0 and find_shipped(old.weights_sha256) == previous
     aec = tmp_path / "a" / "s.aec"
     aec.parent.mkdir()
     assert main(["compress", str(tifs["sigma0"]), "-o", str(aec), "--quiet",
@@ -223,7 +225,7 @@ def test_previous_default_stays_shipped_and_its_files_decode_without_ckpt(
 def test_shipped_card_names_its_command_and_matches_the_weights(shipped: Path) -> None:
     card = json.loads(shipped.with_suffix(".json").read_text())
     text = shipped.with_suffix(".md").read_text()
-    assert card["command"] == "make codec-model"
+    assert card["command"] == "make codec-fast"  # derived from wavelet-grdh-int's training
     assert card["card_command"].startswith("autoenc export ")
     assert card["card_command"] in text and card["command"] in text
     assert card["record"]["weights_sha256"] == load_codec(shipped).weights_sha256

@@ -130,10 +130,17 @@ def compress_main(argv: list[str] | None = None) -> int:
     p.add_argument("--quality", type=int, default=None,
                    help="operating point of a variable-rate model, 0 = smallest files "
                    "(default: the model's; its card lists the ladder)")  # fmt: skip
-    p.add_argument("--tile", type=int, default=512, help="tile core side in px (default 512)")
+    p.add_argument("--tile", type=int, default=None,
+                   help="tile core side in px (default: the model's; 1024 for the wavelet "
+                   "codec, else 512)")  # fmt: skip
     p.add_argument("--halo", type=int, default=None, help="input halo px (default: probed)")
     p.add_argument("--latent-halo", type=int, default=None, help="decoder halo in latent px")
-    p.add_argument("--batch-size", type=int, default=4, help="tiles per network call")
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="tiles per network call (default: 1 Mpx of tiles, e.g. 4 of 512²)",
+    )
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--band", default=None, help="band index or description (multi-band files)")
     p.add_argument("--input-kind", default="auto", choices=("auto", "amplitude", "intensity", "db"))
@@ -254,9 +261,14 @@ def decompress_main(argv: list[str] | None = None) -> int:
         default="grdh",
         help="speckle model that --despeckle removes (grdh, slc-intensity, white)",
     )
+    p.add_argument("--workers", type=int, default=None,
+                   help="processes that entropy-decode tiles in parallel on the CPU (default: "
+                   "one per core; 0: none)")  # fmt: skip
     p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     p.add_argument("--quiet", action="store_true", help="no summary")
     args = p.parse_args(argv)
+    if args.workers is not None and args.workers < 0:
+        p.error(f"--workers must be >= 0, got {args.workers}")
     if args.backend == "onnxruntime" and (args.ckpt is None or args.device != "cpu"):
         p.error("--backend onnxruntime needs --ckpt DIR (an `autoenc export --onnx` folder) "
                 "and runs on the CPU")  # fmt: skip
@@ -308,7 +320,8 @@ def decompress_main(argv: list[str] | None = None) -> int:
 
             with _progress(f"decompress {src.name}", args.quiet) as advance:
                 stats = decompress_scene(src, dst, load, advance=advance, despeckle=despeckle,
-                                         overwrite=args.overwrite)  # fmt: skip
+                                         overwrite=args.overwrite,
+                                         workers=args.workers)  # fmt: skip
             if not args.quiet:
                 sys.stderr.write(
                     f"{src} -> {dst}: {stats.height}x{stats.width}, {stats.bpp:.4f} bpp, "

@@ -21,9 +21,10 @@ Invariants:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -145,7 +146,7 @@ def _decode(
     decoder = RowDecoder(grid, model, device, rate, sh.device)
     source = LatentRows(decoder, iter(tile_entries), reader.read_chunk, workers)
     next_row = 0
-    with source, torch.inference_mode():
+    with source, torch.inference_mode(), _main_threads(1 if source.workers else None):
         for r in range(rows):
             while next_row < rows and next_row <= r + reach:
                 latents[next_row] = source.row(next_row)
@@ -173,6 +174,23 @@ def _decode(
                 out.write(values, core.y, core.x)
             if advance is not None:
                 advance(1)
+
+
+@contextlib.contextmanager
+def _main_threads(n: int | None) -> Iterator[None]:
+    """Torch threads of this process set to ``n`` inside (None: unchanged), restored after.
+
+    With decode workers busy on every core, one thread here synthesises faster (measured:
+    1.63 vs 1.78 s for a 4096² scene on 2 cores) than a pool competing with them.
+    """
+    before = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        if n is not None:
+            torch.set_num_threads(before)
 
 
 def _window(latents: dict[int, TileRow], lw: Window, lat_tile: int) -> torch.Tensor:

@@ -231,6 +231,7 @@ def load_onnx(folder: str | Path, threads: int | None = None) -> LoadedCodec:
     if not isinstance(model, WaveletCodec) or not model.context.integer:
         raise ModelError(f"{export.folder}: not an integer-context wavelet codec")
     ctx = model.context
+    model.fork_safe = False  # type: ignore[assignment]  # sessions hold ORT thread pools
     model.g_a = OrtNet(session("g_a"))
     model.g_s = OrtNet(session("g_s"))
     exps = rec["exponents"]

@@ -68,6 +68,17 @@ FILL_UNIT = 0.5
 CODEC_FLOOR_DB = -370.0
 
 
+#: Tile core side of models that name none (``default_tile``).
+DEFAULT_TILE = 512
+#: Input pixels per ``g_a`` call by default: 4 tiles of 512², 1 of 1024² (bounded memory).
+ENCODE_BATCH_PX = 4 * 512 * 512
+
+
+def encode_batch(tile: int) -> int:
+    """Default tile windows per ``g_a`` call for tiles of side ``tile``."""
+    return max(1, ENCODE_BATCH_PX // (tile * tile))
+
+
 def _no_valid_pixel(src: Path, n: int) -> ValueError:
     # Nothing to code: the file would hold only the invalid values, and almost surely the
     # band, the nodata tag or the input kind is wrong.
@@ -81,10 +92,10 @@ def compress_scene(
     src: Path,
     dst: Path,
     codec: LoadedCodec,
-    tile: int = 512,
+    tile: int | None = None,
     halo: int | None = None,
     latent_halo: int | None = None,
-    batch_size: int = 4,
+    batch_size: int | None = None,
     band: int | str | None = None,
     input_kind: str = "auto",
     calibration: str = "auto",
@@ -105,6 +116,8 @@ def compress_scene(
     ``exception_step / 2`` dB of its input (below the noise floor too); ``"clip"`` clips them.
     ``offset_db`` (``auto``, ``median`` or dB; :mod:`autoenc.sar.offset`) is added to the
     scene's dB before the window and subtracted on decode (the header carries it).
+    ``tile`` defaults to the model's ``default_tile`` (else :data:`DEFAULT_TILE`),
+    ``batch_size`` (tile windows per ``g_a`` call) to :func:`encode_batch` of the tile.
 
     Raises:
         ValueError: ``dst`` is ``src``, an unsupported dtype, tiling, mode or step, a scene
@@ -120,6 +133,8 @@ def compress_scene(
     check_step(float(exception_step), str(src))
     offset_mode = parse_offset(offset_db)
     model, pre = codec.model, codec.preprocessing
+    tile = int(getattr(model, "default_tile", DEFAULT_TILE)) if tile is None else tile
+    batch_size = encode_batch(tile) if batch_size is None else batch_size
     rate = rate_kwargs(model, quality, str(src))
     norm = pre.normalisation
     lo, hi = norm.window

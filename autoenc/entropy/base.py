@@ -147,12 +147,18 @@ class EntropyModel(nn.Module):
         if not self.has_tables:
             raise RuntimeError(f"{type(self).__name__} has no tables; call update() first")
         tables = (self._quantized_pmf, self._pmf_length, self._offset)
-        key = tuple((t.data_ptr(), _version(t), t.shape, t.device) for t in tables)
+        versions = tuple(_version(t) for t in tables)
         cache = self.__dict__.get("_coder_cache")  # not state: rebuilt when a table changes
-        if cache is None or cache[0] != key:
-            cache = (key, TableCoder(*(t.cpu().numpy() for t in tables)))
+        # the cache holds the tables themselves, so "the same tensor" is identity, not an address
+        if (
+            cache is None
+            or cache[1] != versions
+            or any(a is not b for a, b in zip(cache[0], tables, strict=True))
+        ):
+            pmf, length, offset = (t.cpu().numpy() for t in tables)
+            cache = (tables, versions, TableCoder(pmf, length, offset))
             self.__dict__["_coder_cache"] = cache
-        return cache[1]
+        return cache[2]
 
     def stream_encoder(self) -> StreamEncoder:
         """An empty single-stream encoder over this model's tables (see :class:`StreamEncoder`)."""

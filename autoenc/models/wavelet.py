@@ -105,6 +105,9 @@ class WaveletCodec(AutoencoderBase):
     """CDF 9/7 transform, per-quality uniform step, learned checkerboard/parent context model."""
 
     variable_rate = True  # compress/decompress take ``quality``
+    #: Scene tile side: 1 latent value per pixel and a light transform, so large tiles; 1024
+    #: against 512 cuts the decoder's halo overdraw from 2.25x to 1.56x (issue 14).
+    default_tile = 1024
 
     def __init__(
         self,
