@@ -9,7 +9,11 @@ transform, untagged zero borders, NaN holes) is written per size (default 3072²
 
 * **autoenc**: ``compress_scene`` (GeoTIFF -> ``.aec``) and ``decompress_scene`` (``.aec`` ->
   GeoTIFF), each in a fresh Python process per run on the CPU, with the checkpoint ``--ckpt``
-  and ``--tile``. By default (``--mode window``) it codes the model's dB window only, as
+  and ``--tile`` (default: the model's, 1024 for the wavelet codec); decompress with its default
+  decode workers (one forked process per core, :mod:`autoenc.codec.tile_rows`), whose CPU time
+  is counted and whose peak RSS is added (this process's plus each worker at the largest
+  worker's peak: an upper bound, pages shared by the fork counted once per worker). By default
+  (``--mode window``) it codes the model's dB window only, as
   JPEG 2000 does here (``--clip --offset-db 0``: values outside the window clipped, like the
   uint16 codes JPEG 2000 gets); ``--mode keep`` measures the codec's defaults instead. The
   timed span is the library call alone (GeoTIFF read/write, the container and, in compress,
@@ -40,7 +44,8 @@ GeoTIFF's block cache, ``GDAL_CACHEMAX`` = 32 MB, may grow with the width). Spee
 JPEG 2000 are reported, not judged (they depend on the checkpoint).
 
 Caveat on the compress RSS ratio: ``compress_scene`` runs ``g_a`` on batches of up to
-``batch_size`` (4) same-shape tile windows of one tile row; the first and last columns have
+``batch_size`` (by default 1 Mpx of tiles: 4 of 512², 1 of 1024²) same-shape tile windows of one
+tile row; the first and last columns have
 their own shapes (no halo beyond the scene), so a row fills a batch only with >= 6 tile columns
 (>= 3072 px at ``--tile 512``). Below that the batches, hence the activations, are smaller and
 the peak is lower: a ratio 4096²/2048² would measure the batch filling up, not growth with
