@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import os
+import resource
 import sys
 from pathlib import Path
 
@@ -35,9 +36,7 @@ from autoenc.pretrained.card import with_one_stage
 
 pytestmark = [
     pytest.mark.usefixtures("one_thread"),
-    pytest.mark.skipif(
-        not tile_rows.default_workers() and os.cpu_count() == 1, reason="worker decoding needs fork"
-    ),  # fmt: skip
+    pytest.mark.skipif(not tile_rows.can_fork(), reason="decode workers are forked: Linux only"),
 ]
 TILE = 64
 
@@ -74,7 +73,10 @@ def test_workers_decode_the_pixels_of_the_in_process_decoder(
     coded: Path, codec: LoadedCodec, tmp_path: Path
 ) -> None:
     here = _decode(coded, codec, tmp_path / "here.tif", workers=0)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     pool = _decode(coded, codec, tmp_path / "pool.tif", workers=2)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    assert after.ru_utime > before.ru_utime  # the tiles were decoded in worker processes
     np.testing.assert_array_equal(here, pool)
     assert torch.get_num_threads() == 1  # the fixture's: restored after the decode
 

@@ -21,10 +21,12 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import sys
 import warnings
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -41,26 +43,34 @@ DECODE_BATCH_PX = 1 << 20
 
 
 def default_workers() -> int:
-    """Worker processes of a CPU decode: the usable cores (at most 8), 0 without ``fork``."""
-    if "fork" not in mp.get_all_start_methods():
+    """Worker processes of a CPU decode: the usable cores (at most 8), 0 without ``can_fork``."""
+    if not can_fork():
         return 0
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        cores = os.cpu_count() or 1
+    cores = len(os.sched_getaffinity(0))
     return min(cores, 8) if cores > 1 else 0
 
 
-class RowDecoder:
-    """Decodes the tiles of one row into its latent strip: the work a worker does."""
+def can_fork() -> bool:
+    """Whether decode workers can be forked here: Linux only.
 
-    def __init__(
-        self, grid: TileGrid, model: Any, device: torch.device, rate: dict[str, Any], on: str
-    ) -> None:
-        """``rate``: the model's decode arguments; ``on``: the encoder's device type."""
-        self.grid, self.model, self.device, self.rate, self.encoded_on = (
-            grid, model, device, rate, on,
-        )  # fmt: skip
+    Elsewhere ``fork`` is missing (Windows) or unsafe under the system's libraries (macOS).
+    """
+    return sys.platform.startswith("linux") and "fork" in mp.get_all_start_methods()
+
+
+@dataclass(frozen=True)
+class RowDecoder:
+    """Decodes the tiles of one row into their core latents: the work a worker does.
+
+    ``rate``: the model's decode arguments; ``encoded_on``: the encoder's device type (a checksum
+    mismatch between two devices of one type means altered bytes, not another device).
+    """
+
+    grid: TileGrid
+    model: Any
+    device: torch.device
+    rate: dict[str, Any]
+    encoded_on: str
 
     def tiles(self, r: int, row_tiles: list[Tile]) -> list[torch.Tensor]:
         """The core latents (C, h, w) of ``row_tiles`` of row ``r``, in their order.
@@ -230,7 +240,7 @@ class LatentRows:
         self._read = read
         cpu = torch.device(decoder.device).type == "cpu"
         # onnxruntime sessions hold thread pools that a fork would not carry over
-        safe = cpu and getattr(decoder.model, "fork_safe", True) and default_workers() > 0
+        safe = cpu and getattr(decoder.model, "fork_safe", True) and can_fork()
         self.workers = int(workers) if workers > 1 and safe else 0
         self._pool: ProcessPoolExecutor | None = None
         self._rows: dict[int, TileRow] = {}
