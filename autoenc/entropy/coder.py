@@ -192,30 +192,9 @@ class TableCoder:
 
     def _decode_from(self, decoder: Any, indexes: npt.NDArray[np.integer]) -> npt.NDArray[np.int32]:
         """Decode one symbol per entry of ``indexes`` from an open range ``decoder``."""
-        size = int(np.asarray(indexes).size)
-        order, sorted_indexes, bounds = self._grouping(indexes, size)
-        if size == 0:
-            return np.empty(0, dtype=np.int32)
-        bins = np.empty(size, dtype=np.int64)
-        for t in np.flatnonzero(np.diff(bounds)):
-            count = int(bounds[t + 1] - bounds[t])
-            bins[bounds[t] : bounds[t + 1]] = decoder.decode(self._models[t], count)
-        offsets = self.offsets[sorted_indexes]
-        escape_bin = self.lengths[sorted_indexes] - 1
-        values = bins + offsets
-        escaped = bins == escape_bin
-        if escaped.any():
-            below, distance = _decode_escapes(decoder, int(escaped.sum()))
-            values[escaped] = np.where(
-                below,
-                offsets[escaped] - 1 - distance,
-                offsets[escaped] + escape_bin[escaped] + distance,
-            )
-        if values.min() < -(2**31) or values.max() >= 2**31:
-            raise ValueError("stream decodes to values outside int32; corrupt or wrong tables")
-        out = np.empty(size, dtype=np.int32)
-        out[order] = values
-        return out
+        out = np.empty(int(np.asarray(indexes).size), dtype=np.int64)
+        self._decode_scatter(decoder, indexes, out, None)
+        return out.astype(np.int32)
 
     def _decode_scatter(
         self,
@@ -233,16 +212,16 @@ class TableCoder:
         flat = np.asarray(indexes).reshape(-1)
         size = out.size if positions is None else positions.size
         if flat.size != size:
-            raise ValueError(f"got {size} positions but {flat.size} indexes")
+            raise ValueError(f"got {size} symbols but {flat.size} indexes")
+        if not np.issubdtype(flat.dtype, np.integer):
+            raise ValueError(f"indexes must be integers, got dtype {flat.dtype}")
         if flat.size == 0:
             return
-        if not np.issubdtype(flat.dtype, np.integer) or int(flat.min()) < 0:
-            raise ValueError("indexes must be non-negative integers")
-        counts = np.bincount(flat, minlength=self.num_tables)
-        if counts.size > self.num_tables:
-            raise ValueError(
-                f"table index {int(flat.max())} out of range for {self.num_tables} tables"
-            )
+        lowest = int(flat.min())
+        counts = np.bincount(flat, minlength=self.num_tables) if lowest >= 0 else flat[:0]
+        if lowest < 0 or counts.size > self.num_tables:
+            bad = flat[(flat < 0) | (flat >= self.num_tables)][0]
+            raise ValueError(f"table index {bad} out of range for {self.num_tables} tables")
         small = flat.astype(np.uint8 if self.num_tables <= 1 << 8 else np.uint16, copy=False)
         order = np.argsort(small, kind="stable")  # a radix sort: O(n), the encoder's order
         where = order if positions is None else positions[order]
