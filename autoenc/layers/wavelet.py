@@ -59,55 +59,84 @@ class Subbands:
         return Subbands(fn(self.ll), details)
 
 
-def _next(a: Tensor) -> Tensor:
-    """``a[n + 1]`` along the last axis with whole-sample symmetric extension."""
-    return torch.cat([a[..., 1:], a[..., -1:]], dim=-1)
+def _cut(a: Tensor, dim: int, start: int, stop: int | None) -> Tensor:
+    """``a[start:stop]`` along ``dim`` (a view)."""
+    index = [slice(None)] * a.ndim
+    index[dim] = slice(start, stop)
+    return a[tuple(index)]
 
 
-def _prev(a: Tensor) -> Tensor:
-    """``a[n - 1]`` along the last axis with whole-sample symmetric extension."""
-    return torch.cat([a[..., :1], a[..., :-1]], dim=-1)
+def _even_odd(a: Tensor, dim: int) -> tuple[Tensor, Tensor]:
+    """``(a[0::2], a[1::2])`` along ``dim`` (views)."""
+    index = [slice(None)] * a.ndim
+    index[dim] = slice(0, None, 2)
+    even = a[tuple(index)]
+    index[dim] = slice(1, None, 2)
+    return even, a[tuple(index)]
 
 
-def _pair_next(a: Tensor, coef: float) -> Tensor:
-    """``coef * (a + _next(a))`` in one new tensor: the same float operations, fewer copies."""
+def _pair_next(a: Tensor, coef: float, dim: int) -> Tensor:
+    """``coef * (a[n] + a[n + 1])`` along ``dim``, whole-sample symmetric at the end."""
     if a.requires_grad or torch.onnx.is_in_onnx_export():  # out=: no autograd, no ONNX
-        return coef * (a + _next(a))
-    t = torch.empty_like(a)
-    torch.add(a[..., :-1], a[..., 1:], out=t[..., :-1])
-    torch.add(a[..., -1:], a[..., -1:], out=t[..., -1:])
+        nxt = torch.cat([_cut(a, dim, 1, None), _cut(a, dim, -1, None)], dim=dim)
+        return coef * (a + nxt)
+    t = torch.empty_like(a, memory_format=torch.contiguous_format)
+    torch.add(_cut(a, dim, 0, -1), _cut(a, dim, 1, None), out=_cut(t, dim, 0, -1))
+    torch.add(_cut(a, dim, -1, None), _cut(a, dim, -1, None), out=_cut(t, dim, -1, None))
     return t.mul_(coef)
 
 
-def _pair_prev(a: Tensor, coef: float) -> Tensor:
-    """``coef * (_prev(a) + a)`` in one new tensor: the same float operations, fewer copies."""
+def _pair_prev(a: Tensor, coef: float, dim: int) -> Tensor:
+    """``coef * (a[n - 1] + a[n])`` along ``dim``, whole-sample symmetric at the start."""
     if a.requires_grad or torch.onnx.is_in_onnx_export():
-        return coef * (_prev(a) + a)
-    t = torch.empty_like(a)
-    torch.add(a[..., :1], a[..., :1], out=t[..., :1])
-    torch.add(a[..., :-1], a[..., 1:], out=t[..., 1:])
+        prev = torch.cat([_cut(a, dim, 0, 1), _cut(a, dim, 0, -1)], dim=dim)
+        return coef * (prev + a)
+    t = torch.empty_like(a, memory_format=torch.contiguous_format)
+    torch.add(_cut(a, dim, 0, 1), _cut(a, dim, 0, 1), out=_cut(t, dim, 0, 1))
+    torch.add(_cut(a, dim, 0, -1), _cut(a, dim, 1, None), out=_cut(t, dim, 1, None))
     return t.mul_(coef)
 
 
-def _analysis_1d(x: Tensor) -> tuple[Tensor, Tensor]:
-    """One lifting level along the last axis: (low, high), each half as long."""
-    s, d = x[..., 0::2], x[..., 1::2]
-    d = d + _pair_next(s, ALPHA)
-    s = s + _pair_prev(d, BETA)
-    d += _pair_next(s, GAMMA)
-    s += _pair_prev(d, DELTA)
+def _analysis_1d(x: Tensor, dim: int) -> tuple[Tensor, Tensor]:
+    """One lifting level along ``dim``: (low, high), each half as long.
+
+    Rows (``dim=-2``) are lifted as whole contiguous rows, with no transpose: the same float
+    operations on every element, in the same order, whichever axis.
+    """
+    s, d = _even_odd(x, dim)
+    d = d + _pair_next(s, ALPHA, dim)
+    s = s + _pair_prev(d, BETA, dim)
+    d += _pair_next(s, GAMMA, dim)
+    s += _pair_prev(d, DELTA, dim)
     return s.mul_(_LOW), d.mul_(_HIGH)
 
 
-def _synthesis_1d(s: Tensor, d: Tensor) -> Tensor:
-    """Inverse of :func:`_analysis_1d`."""
-    s = s / _LOW
-    d = d / _HIGH
-    s -= _pair_prev(d, DELTA)
-    d -= _pair_next(s, GAMMA)
-    s -= _pair_prev(d, BETA)
-    d -= _pair_next(s, ALPHA)
-    return torch.stack([s, d], dim=-1).flatten(-2)
+def _synthesis_1d(s: Tensor, d: Tensor, dim: int) -> Tensor:
+    """Inverse of :func:`_analysis_1d`: the interleaved signal along ``dim``.
+
+    Without autograd the lifting runs in place in the two halves of the output (no stack).
+    """
+    if s.requires_grad or d.requires_grad or torch.onnx.is_in_onnx_export():
+        s = s / _LOW
+        d = d / _HIGH
+        s = s - _pair_prev(d, DELTA, dim)
+        d = d - _pair_next(s, GAMMA, dim)
+        s = s - _pair_prev(d, BETA, dim)
+        d = d - _pair_next(s, ALPHA, dim)
+        return torch.stack([s, d], dim=dim + 1 if dim >= 0 else dim).flatten(
+            *((dim, dim + 1) if dim >= 0 else (dim - 1, dim))
+        )
+    shape = list(s.shape)
+    shape[dim] *= 2
+    out = s.new_empty(shape)
+    s_out, d_out = _even_odd(out, dim)
+    torch.div(s, _LOW, out=s_out)
+    torch.div(d, _HIGH, out=d_out)
+    s_out -= _pair_prev(d_out, DELTA, dim)
+    d_out -= _pair_next(s_out, GAMMA, dim)
+    s_out -= _pair_prev(d_out, BETA, dim)
+    d_out -= _pair_next(s_out, ALPHA, dim)
+    return out
 
 
 def _check(x: Tensor, levels: int) -> None:
@@ -126,11 +155,11 @@ def dwt2(x: Tensor, levels: int) -> Subbands:
     details = []
     ll = x
     for _ in range(levels):
-        lo, hi = _analysis_1d(ll)  # along W
-        ll_next, lh = _analysis_1d(lo.transpose(-1, -2))  # along H
-        hl, hh = _analysis_1d(hi.transpose(-1, -2))
-        details.append((hl.transpose(-1, -2), lh.transpose(-1, -2), hh.transpose(-1, -2)))
-        ll = ll_next.transpose(-1, -2)
+        lo, hi = _analysis_1d(ll, -1)  # along W
+        ll_next, lh = _analysis_1d(lo, -2)  # along H
+        hl, hh = _analysis_1d(hi, -2)
+        details.append((hl, lh, hh))
+        ll = ll_next
     return Subbands(ll, tuple(details[::-1]))
 
 
@@ -138,7 +167,7 @@ def idwt2(bands: Subbands) -> Tensor:
     """Inverse of :func:`dwt2`."""
     ll = bands.ll
     for hl, lh, hh in bands.details:
-        lo = _synthesis_1d(ll.transpose(-1, -2), lh.transpose(-1, -2)).transpose(-1, -2)
-        hi = _synthesis_1d(hl.transpose(-1, -2), hh.transpose(-1, -2)).transpose(-1, -2)
-        ll = _synthesis_1d(lo, hi)
+        lo = _synthesis_1d(ll, lh, -2)
+        hi = _synthesis_1d(hl, hh, -2)
+        ll = _synthesis_1d(lo, hi, -1)
     return ll

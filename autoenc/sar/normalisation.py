@@ -179,20 +179,24 @@ class Normalisation:
         return np.clip((d - lo) / width, 0.0, 1.0).astype(np.float32)
 
     @overload
-    def from_unit(self, unit: Tensor) -> Tensor: ...
+    def from_unit(self, unit: Tensor, dtype: Any = ...) -> Tensor: ...
     @overload
-    def from_unit(self, unit: ArrayLike) -> NDArray[np.float64]: ...
-    def from_unit(self, unit: ArrayLike | Tensor) -> NDArray[np.float64] | Tensor:
-        """Unit values (clipped to [0, 1]) -> float64 dB inside the window.
+    def from_unit(self, unit: ArrayLike, dtype: Any = ...) -> NDArray[np.floating]: ...
+    def from_unit(
+        self, unit: ArrayLike | Tensor, dtype: Any = np.float64
+    ) -> NDArray[np.floating] | Tensor:
+        """Unit values (clipped to [0, 1]) -> dB inside the window, numpy in ``dtype`` (float64).
 
         A tensor gives a new tensor in its floating dtype (others as float32): pass a float64
-        tensor for float64 dB, as the metrics do.
+        tensor for float64 dB, as the metrics do. ``dtype=np.float32`` computes in float32 (the
+        decoder's choice for float32 bands, :func:`autoenc.codec.dtypes.work_dtype`).
         """
         if is_tensor(unit):
             t = unit if unit.is_floating_point() else unit.float()
             return t.clamp(0.0, 1.0).mul_(self.width_db).add_(self.vmin_db)
-        x = np.clip(np.asarray(unit), 0.0, 1.0).astype(np.float64)
-        return self.vmin_db + x * self.width_db
+        kind = np.dtype(dtype).type
+        x = np.clip(np.asarray(unit), 0.0, 1.0).astype(kind)
+        return kind(self.vmin_db) + x * kind(self.width_db)
 
     def to_codes(self, db: ArrayLike) -> NDArray[np.uint16]:
         """DB -> uint16 codes ``rint(clip(unit) * 65535)`` in one float32 pass.

@@ -19,7 +19,7 @@ decoding: one model serves every such product, and the ``.aec`` header carries t
 * a number: that offset in dB (``0`` keeps the scene's own levels).
 
 Invariants:
-    * :meth:`DbOffset.undo` inverts :meth:`DbOffset.apply` (float64, up to rounding);
+    * :meth:`DbOffset.undo` inverts :meth:`DbOffset.apply` (up to rounding);
     * estimated offsets are multiples of :data:`OFFSET_STEP_DB` and, like given ones, within
       ``±OFFSET_LIMIT_DB``; the same scene and window always give the same offset.
 """
@@ -72,10 +72,12 @@ class DbOffset:
             return db
         return (db + np.float32(self.offset_db)).astype(np.float32)
 
-    def undo(self, db: NDArray[np.float64]) -> NDArray[np.float64]:
-        """The model's dB -> the scene's dB (float64, as the decoder works)."""
+    def undo(self, db: NDArray[np.floating]) -> NDArray[np.floating]:
+        """The model's dB -> the scene's dB, in ``db``'s float dtype (the decoder's choice)."""
         if self.offset_db == 0.0:
             return db
+        if np.asarray(db).dtype == np.float32:
+            return db - np.float32(self.offset_db)
         return np.asarray(db, dtype=np.float64) - self.offset_db
 
     def input_floor(self, noise_floor_db: float) -> float:
