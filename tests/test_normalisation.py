@@ -141,6 +141,23 @@ def test_from_db_inverts_to_db_for_every_kind_and_a_lut() -> None:
         np.testing.assert_allclose(back, db, atol=1e-4, err_msg=f"{kind} {cal}")
 
 
+def test_float32_decoding_of_float32_bands_is_within_float32_rounding() -> None:
+    """Float32 dB (the decoder's choice for float32 bands) stays float32, within 1e-6 relative."""
+    db = np.random.default_rng(9).uniform(-29.0, 40.0, (40, 50))
+    for kind in ("intensity", "db"):
+        conv = BlockConverter(kind, None, -30.0)  # type: ignore[arg-type]
+        ref = conv.from_db(db, 0, 0)
+        got = conv.from_db(db.astype(np.float32), 0, 0)
+        assert ref.dtype == np.float64 and got.dtype == np.float32
+        np.testing.assert_allclose(got, ref, rtol=1e-6, atol=0, err_msg=kind)
+    n = Normalisation(-25.0, 5.0, -30.0)
+    unit = np.linspace(-0.1, 1.1, 101, dtype=np.float32)
+    assert n.from_unit(unit).dtype == np.float64
+    got32 = n.from_unit(unit, np.float32)
+    assert got32.dtype == np.float32
+    np.testing.assert_allclose(got32, n.from_unit(unit), rtol=0, atol=4e-6)
+
+
 # --- the same formulas on torch tensors (the metrics and the data loader use them) ------------
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])

@@ -12,7 +12,8 @@ from autoenc.entropy import StreamDecoder, StreamEncoder, TableCoder, quantize_p
 from autoenc.entropy.subband_context import conditional_mean, flat, stages, unflat
 from autoenc.layers.wavelet import dwt2, idwt2
 from autoenc.models import WaveletCodec
-from autoenc.models.wavelet import pack, unpack
+from autoenc.models.wavelet import WaveletSynthesis, pack, unpack
+from autoenc.tiling import Window
 
 
 @pytest.mark.parametrize(("levels", "shape"), [(1, (2, 1, 8, 6)), (3, (1, 2, 32, 48)),
@@ -26,6 +27,39 @@ def test_inverse_is_exact(levels: int, shape: tuple[int, ...]) -> None:
         assert all(b.shape == (*shape[:2], shape[2] // f, shape[3] // f) for b in level)
     assert bands.ll.shape[-2:] == (shape[2] // 2**levels, shape[3] // 2**levels)
     torch.testing.assert_close(idwt2(bands), x, rtol=0, atol=1e-12)
+
+
+def test_lifting_without_autograd_is_the_autograd_path_bit_for_bit() -> None:
+    """The in-place, transpose-free lifting (coding, decoding) computes training's floats."""
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(2, 1, 64, 96, generator=g) * 10
+    with torch.no_grad():
+        fast = dwt2(x, 4)
+        back = idwt2(fast)
+    ref = dwt2(x.clone().requires_grad_(), 4)
+    assert torch.equal(fast.ll, ref.ll)
+    for a, b in zip(fast.details, ref.details, strict=True):
+        assert all(torch.equal(u, v) for u, v in zip(a, b, strict=True))
+    assert torch.equal(back, idwt2(ref).detach())
+
+
+@pytest.mark.parametrize(
+    ("cells", "region"),
+    [((40, 40), Window(128, 128, 1024, 1024)), ((36, 40), Window(0, 128, 1024, 1024)),
+     ((40, 36), Window(128, 0, 1024, 1024)), ((12, 20), Window(37, 5, 100, 300)),
+     ((3, 3), Window(1, 1, 94, 94)), ((2, 2), Window(0, 0, 64, 64))],
+)  # fmt: skip
+def test_region_synthesis_is_the_cut_of_the_whole_synthesis(
+    cells: tuple[int, int], region: Window
+) -> None:
+    """What a tiled decoder keeps, synthesised alone: the very same floats."""
+    g_s = WaveletSynthesis(5)
+    y = torch.randn(2, 4**5, *cells, generator=torch.Generator().manual_seed(2))
+    with torch.inference_mode():
+        whole = g_s(y)[..., region.y : region.y + region.h, region.x : region.x + region.w]
+        part = g_s.region(y, region)
+    assert part.shape == whole.shape
+    assert torch.equal(part, whole)
 
 
 def test_near_orthonormal_and_constant_in_ll_only() -> None:

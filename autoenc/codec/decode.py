@@ -146,6 +146,7 @@ def _decode(
     decoder = RowDecoder(grid, model, device, rate, sh.device)
     source = LatentRows(decoder, iter(tile_entries), reader.read_chunk, workers)
     next_row = 0
+    threads = torch.get_num_threads()
     with source, torch.inference_mode(), _main_threads(1 if source.workers else None):
         for r in range(rows):
             while next_row < rows and next_row <= r + reach:
@@ -154,12 +155,14 @@ def _decode(
             for k in [k for k in latents if k < r - reach]:
                 del latents[k]
             for c in range(cols):
+                if source.workers and torch.get_num_threads() != threads and source.drained():
+                    torch.set_num_threads(threads)  # the last tiles: the workers are done
                 lw, crop = grid.decode_window(r, c)
                 z = _window(latents, lw, lat_tile)
-                x_hat = model.decode(z.to(net_dtype)).float()
                 ch, cw = core_shape(grid, r, c)
                 core = grid.core(r, c)
-                unit = x_hat[0, 0, crop.y : crop.y + ch, crop.x : crop.x + cw].cpu().numpy()
+                x_hat = model.decode_region(z.to(net_dtype), Window(crop.y, crop.x, ch, cw))
+                unit = x_hat[0, 0].float().cpu().numpy()
                 if not np.isfinite(unit).all():
                     raise PayloadError(f"tile ({r}, {c}) decodes to non-finite values")
                 db = window_db(unit, sh)

@@ -57,7 +57,7 @@ def cast(values: NDArray[np.floating], dtype: np.dtype[Any], positive: bool) -> 
 def work_dtype(sh: SceneHeader) -> np.dtype[Any]:
     """The float dtype the decoder maps dB to values in: float32 for float32 bands, else float64.
 
-    A float32 band loses nothing to float32 maths (4e-7 relative, below the codec's error by
+    A float32 band loses nothing to float32 maths (1e-6 relative, below the codec's error by
     orders of magnitude) and decodes its radiometry about 10x faster; integer bands keep
     float64, so their rounding to DN stays exact.
     """
@@ -66,8 +66,10 @@ def work_dtype(sh: SceneHeader) -> np.dtype[Any]:
 
 
 def window_db(unit: NDArray[np.float32], sh: SceneHeader) -> NDArray[np.floating]:
-    """Decoded window values in [0, 1] -> the model's dB inside the header's window (in
-    :func:`work_dtype`)."""
+    """Decoded window values in [0, 1] -> the model's dB inside the header's window.
+
+    Computed in :func:`work_dtype`.
+    """
     return sh.normalisation.from_unit(unit, work_dtype(sh))
 
 

@@ -211,6 +211,10 @@ class TileRow:
             self._got.update({first + i: torch.from_numpy(a).to(device) for i, a in enumerate(got)})
         return self._got[c]
 
+    def pending(self) -> bool:
+        """Whether a worker is still decoding a tile of this row."""
+        return any(not fut.done() for _, fut in self._jobs)
+
     def width(self, c: int) -> int:
         """Latent width of tile ``c`` (without waiting)."""
         return self._decoder.grid.latent_core(self.r, c).w
@@ -285,6 +289,12 @@ class LatentRows:
         except BrokenProcessPool:  # a worker died: the rest is decoded here
             self.workers = 0
             return []
+
+    def drained(self) -> bool:
+        """Whether every row has been handed out and no job of the pool is still running."""
+        if self._read_rows < self.decoder.grid.shape[0]:
+            return False
+        return not any(row.pending() for row in self._rows.values())
 
     def row(self, r: int) -> TileRow:
         """Row ``r`` (rows are asked for in order); the pool gets the rows after it meanwhile.

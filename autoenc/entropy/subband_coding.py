@@ -174,7 +174,7 @@ class StageDecoder:
                 e = None if exps is None else exps[j]
                 idx = self.context.index_array(r, self.steps[item], e)
                 decoder.decode_into(idx, out[item, 0].reshape(-1), pos)
-                self.crcs[item] = zlib.crc32(idx.astype(np.int32).tobytes(), self.crcs[item])
+                self.crcs[item] = zlib.crc32(idx.astype(np.int32).data, self.crcs[item])
             if band is not self.bands[i]:
                 self.bands[i].copy_(band)
 

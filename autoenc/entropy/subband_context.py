@@ -322,7 +322,7 @@ class SubbandContext(nn.Module):
                         sym, r = sym[pos], r[pos]
                     idx = self.index_array(r, item_step, None if e is None else e[j])
                     enc.encode(sym, idx)
-                    crc = zlib.crc32(idx.astype(np.int32).tobytes(), crc)
+                    crc = zlib.crc32(idx.astype(np.int32).data, crc)
             strings.append(enc.finish())
             checksums.append(crc)
         return {"strings": strings, "checksums": checksums}

@@ -167,7 +167,12 @@ def idwt2(bands: Subbands) -> Tensor:
     """Inverse of :func:`dwt2`."""
     ll = bands.ll
     for hl, lh, hh in bands.details:
-        lo = _synthesis_1d(ll, lh, -2)
-        hi = _synthesis_1d(hl, hh, -2)
-        ll = _synthesis_1d(lo, hi, -1)
+        ll = synthesis_level(ll, hl, lh, hh)
     return ll
+
+
+def synthesis_level(ll: Tensor, hl: Tensor, lh: Tensor, hh: Tensor) -> Tensor:
+    """One level of :func:`idwt2`: four same-shape subbands -> the image twice their size."""
+    lo = _synthesis_1d(ll, lh, -2)
+    hi = _synthesis_1d(hl, hh, -2)
+    return _synthesis_1d(lo, hi, -1)

@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from autoenc.entropy import EntropyBottleneck, EntropyModel, GaussianConditional
+from autoenc.tiling import Window
 
 
 class DeviceMismatchError(ValueError):
@@ -88,6 +89,13 @@ class AutoencoderBase(nn.Module):
         """Map a latent ``y`` back to an image ``x_hat`` in [0, 1]."""
         # (B, C, H/16, W/16) -> (B, 1, H, W)
         return self.g_s(y)
+
+    def decode_region(self, y: Tensor, region: Window) -> Tensor:
+        """``decode(y)`` cut to ``region`` (px of its output): the part a tiled decoder keeps.
+
+        Models whose synthesis can skip the rest override it, with the same values.
+        """
+        return self.decode(y)[..., region.y : region.y + region.h, region.x : region.x + region.w]
 
     def forward(self, x: Tensor, detach_rate: bool = False) -> dict[str, Any]:
         """Encode, quantise (noise in training, rounding in eval), decode.

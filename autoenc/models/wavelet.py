@@ -32,9 +32,10 @@ from torch import Tensor, nn
 
 from autoenc.entropy import EntropyModel
 from autoenc.entropy.subband_context import SubbandContext
-from autoenc.layers.wavelet import Subbands, dwt2, idwt2
+from autoenc.layers.wavelet import Subbands, dwt2, idwt2, synthesis_level
 from autoenc.models.base import AutoencoderBase, DeviceMismatchError, check_positive_int
 from autoenc.models.registry import register_model
+from autoenc.tiling import Window
 
 #: Quantiser steps of the default quality ladder (coefficient units of the [0, 1] dB window):
 #: about 0.03 to 1.6 bpp on the synthetic GRD data, ~1.3 dB apart at high rate.
@@ -82,6 +83,12 @@ class WaveletAnalysis(nn.Module):
         return pack(dwt2(x.float() - 0.5, self.levels))
 
 
+#: Samples a cropped synthesis keeps beyond what the next level needs, at every level: a crop
+#: edge changes the 4 nearest output samples of a lifting pass (an output pair depends on the
+#: inputs ``i - 2 .. i + 2``), and 2 * 4 output samples stay clear of them.
+REGION_MARGIN = 4
+
+
 class WaveletSynthesis(nn.Module):
     """``g_s``: packed coefficients -> image (inverse of :class:`WaveletAnalysis`)."""
 
@@ -91,6 +98,58 @@ class WaveletSynthesis(nn.Module):
 
     def forward(self, y: Tensor) -> Tensor:  # noqa: D102
         return idwt2(unpack(y.float(), self.levels)) + 0.5
+
+    def region(self, y: Tensor, region: Window) -> Tensor:
+        """``forward(y)[..., region]``, bit for bit, synthesising only what ``region`` needs.
+
+        Level by level (coarsest first), only the span of each subband whose lifting reaches
+        the region is unpacked and synthesised, plus :data:`REGION_MARGIN` samples; every kept
+        value is computed by the same operations on the same inputs as in :meth:`forward`,
+        and the window's own edges stay where they were. A tile decoded with its halo
+        synthesises about 0.7x the samples (1024-px tiles, 128-px halo).
+        """
+        y = y.float()
+        shape = y.shape[-2:]
+        # the input span (rows, cols) of every level, finest first, from the region outwards
+        want = ((region.y, region.y + region.h), (region.x, region.x + region.w))
+        spans = []
+        for j in reversed(range(self.levels)):
+            rows = _input_span(*want[0], int(shape[0]) << j)
+            cols = _input_span(*want[1], int(shape[1]) << j)
+            want = (rows, cols)
+            spans.append(want)
+        spans.reverse()  # spans[j]: level j's subband rows and cols (0 = coarsest)
+        (r0, r1), (c0, c1) = spans[0]
+        ll = y[:, :1, r0:r1, c0:c1]
+        pos = 1
+        for j, ((r0, r1), (c0, c1)) in enumerate(spans):
+            n = 4**j
+            hl, lh, hh = (
+                _packed_span(y[:, pos + i * n : pos + (i + 1) * n], 2**j, (r0, r1), (c0, c1))
+                for i in range(3)
+            )
+            pos += 3 * n
+            ll = synthesis_level(ll, hl, lh, hh)  # rows [2 r0, 2 r1), cols [2 c0, 2 c1)
+            if j + 1 < len(spans):
+                (a, b), (c, d) = spans[j + 1]
+            else:
+                a, b, c, d = region.y, region.y + region.h, region.x, region.x + region.w
+            ll = ll[..., a - 2 * r0 : b - 2 * r0, c - 2 * c0 : d - 2 * c0]
+        return ll + 0.5
+
+
+def _input_span(lo: int, hi: int, n: int) -> tuple[int, int]:
+    """Output samples ``[lo, hi)`` of a synthesis level -> the input span they need (of ``n``)."""
+    return max(lo // 2 - REGION_MARGIN, 0), min(-(-hi // 2) + REGION_MARGIN, n)
+
+
+def _packed_span(t: Tensor, f: int, rows: tuple[int, int], cols: tuple[int, int]) -> Tensor:
+    """Rows and cols of a subband packed by ``pixel_unshuffle(f)``, unpacking only those."""
+    (r0, r1), (c0, c1) = rows, cols
+    y0, x0 = r0 // f, c0 // f
+    cells = t[..., y0 : -(-r1 // f), x0 : -(-c1 // f)]
+    band = F.pixel_shuffle(cells, f) if f > 1 else cells
+    return band[..., r0 - y0 * f : r1 - y0 * f, c0 - x0 * f : c1 - x0 * f]
 
 
 def _like(h: int, w: int, levels: int) -> Subbands:
@@ -291,6 +350,12 @@ class WaveletCodec(AutoencoderBase):
         if offset:  # a constant image c has LL = c * 2**levels (DC gain 2 per level)
             y_hat = Subbands(y_hat.ll + offset * 2.0**self.levels, y_hat.details)
         return pack(y_hat)
+
+    def decode_region(self, y: Tensor, region: Window) -> Tensor:
+        """:meth:`decode` cut to ``region``, synthesising only that (the same values)."""
+        if isinstance(self.g_s, WaveletSynthesis):  # not a runtime's stand-in (ONNX)
+            return self.g_s.region(y, region)
+        return super().decode_region(y, region)
 
     def prepare_decoding(self, quality: int | None = None) -> None:
         """Build the caches that decoding at ``quality`` uses now (inherited by forked workers)."""

@@ -282,8 +282,8 @@ class BlockConverter:
 
         Values in the band's units (DN with the calibration undone, linear intensity, or dB);
         the caller casts them to the band's dtype. Float64, except float32 ``db`` of intensity
-        or dB kinds, which stays float32 (``exp`` in float32: within 4e-7 relative of the
-        float64 values, 2e-6 dB; the decoder's choice for float32 bands, 10x faster).
+        or dB kinds, which stays float32 (``exp`` in float32: within 1e-6 relative of the
+        float64 values up to 40 dB, 5e-6 dB; the decoder's choice for float32 bands, 10x faster).
         """
         if self.kind in ("intensity", "db") and np.asarray(db).dtype == np.float32:
             d32 = np.asarray(db)
