@@ -102,11 +102,13 @@ def tifs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def integer_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A 3-level integer-context WaveletCodec (finest level in one stage), 30 training steps."""
+    """A 3-level integer-context WaveletCodec, 30 training steps: the coarsest level in two
+    stages, the others in one, the finest at its parent's resolution (the default's layout)."""
     root = make_codec_dataset(tmp_path_factory.mktemp("onnx_data") / "codec")
     torch.manual_seed(0)
     model = create_model("WaveletCodec", levels=3, width=8, widths=[8, 8, 4],
-                         steps=[0.6, 0.25, 0.1, 0.04], integer=True, one_stage=1)  # fmt: skip
+                         steps=[0.6, 0.25, 0.1, 0.04], integer=True, one_stage=2,
+                         at_parent=1)  # fmt: skip
     return fit_tiny(model, root, tmp_path_factory.mktemp("onnx_ckpt") / "integer.ckpt", 30)
 
 
@@ -125,7 +127,7 @@ def test_export_and_onnxruntime_decode_round_trip_a_scene(
     assert sorted(record["files"]) == sorted(
         ["g_a.onnx", "g_s.onnx", "ll_rest.onnx"]
         + [f"anchor_{k}.onnx" for k in range(3)]
-        + [f"rest_{k}.onnx" for k in range(2)]  # the one-stage finest level has no rest net
+        + ["rest_0.onnx"]  # the one-stage levels have no rest net
     )
     src = tifs["sigma0"]
     for quality in ("0", "3"):
@@ -159,12 +161,12 @@ def test_export_refuses_float_contexts_and_decode_names_a_damaged_graph(
     assert main(["export", str(integer_ckpt), "--onnx", str(onnx_dir)]) == 0
     assert main(["export", str(integer_ckpt), "--onnx", str(onnx_dir)]) == 2  # no overwrite
     assert "already holds an ONNX export" in caplog.text
-    graph = onnx_dir / "rest_1.onnx"
+    graph = onnx_dir / "rest_0.onnx"
     graph.write_bytes(graph.read_bytes()[:-8] + b"\0" * 8)
     from autoenc.codec.model_io import ModelError
     from autoenc.codec.onnx import load_onnx
 
-    with pytest.raises(ModelError, match="rest_1.onnx"):
+    with pytest.raises(ModelError, match="rest_0.onnx"):
         load_onnx(onnx_dir)
     (onnx_dir / "codec.json").unlink()
     with pytest.raises(ModelError, match="no codec.json"):

@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 import torch
@@ -83,11 +85,16 @@ def test_bad_shapes() -> None:
 STEPS = [0.5, 0.1, 0.03]
 
 
-def _codec() -> WaveletCodec:
+def _codec(**kwargs: Any) -> WaveletCodec:
     torch.manual_seed(0)
-    model = WaveletCodec(levels=3, width=8, steps=STEPS).eval()
+    model = WaveletCodec(levels=3, width=8, steps=STEPS, **kwargs).eval()
     model.update(force=True)
     return model
+
+
+#: Context layouts: two-stage everywhere; the finest level in one stage at the parent's
+#: resolution; integer nets with two one-stage levels, the finest at the parent's resolution.
+LAYOUTS = [{}, {"one_stage": 1, "at_parent": 1}, {"integer": True, "one_stage": 2, "at_parent": 1}]
 
 
 def test_pack_is_aligned_and_inverts() -> None:
@@ -163,18 +170,19 @@ def test_conditional_mean_matches_numerical_integration() -> None:
     assert float(got[5]) == 300.0  # mass underflows: the bin centre
 
 
-def test_contexts_only_use_symbols_coded_before() -> None:
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_contexts_only_use_symbols_coded_before(layout: dict[str, Any]) -> None:
     """Changing one symbol changes no scale of a symbol coded in an earlier stage."""
-    model = _codec()
+    model = _codec(**layout)
     x = torch.rand(1, 1, 32, 32, generator=torch.Generator().manual_seed(3))
     step = torch.tensor([0.05])
     q = [torch.round(t / 0.05) for t in flat(dwt2(x - 0.5, 3))]
     a = model.context._run(q, step)
-    order = stages(3)
+    order = stages(3, model.context.one_stage)
     for k, (bands, anchors) in enumerate(order):
         changed = [t.clone() for t in q]
         band = changed[bands[-1]]
-        i, j = (0, 0) if anchors else (0, 1)  # (0, 0) is an anchor, (0, 1) is not
+        i, j = (0, 1) if anchors is False else (0, 0)  # (0, 0) is an anchor, (0, 1) is not
         band[0, 0, i, j] += 5
         b = model.context._run(changed, step)
         for earlier in order[:k]:
@@ -187,15 +195,18 @@ def test_contexts_only_use_symbols_coded_before() -> None:
             assert any(not torch.equal(a[n], b[n]) for n in later)
 
 
-def checker(t: torch.Tensor, anchors: bool) -> torch.Tensor:
+def checker(t: torch.Tensor, anchors: bool | None) -> torch.Tensor:
+    if anchors is None:  # a one-stage level: all of it
+        return torch.ones_like(t, dtype=torch.bool)
     i = torch.arange(t.shape[-2])[:, None]
     j = torch.arange(t.shape[-1])[None, :]
     m = (i + j) % 2 == 0
     return (m if anchors else ~m).expand_as(t)
 
 
-def test_estimated_bits_match_real_bytes() -> None:
-    model = _codec()
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_estimated_bits_match_real_bytes(layout: dict[str, Any]) -> None:
+    model = _codec(**layout)
     x = torch.rand(2, 1, 64, 64, generator=torch.Generator().manual_seed(4))
     for quality in range(len(STEPS)):
         est = -torch.log2(model(x, quality=quality)["likelihoods"]["y"]).sum(1) / 8
@@ -206,8 +217,9 @@ def test_estimated_bits_match_real_bytes() -> None:
             assert 0.99 * e <= len(string) <= 1.03 * e + 12
 
 
-def test_decompress_equals_the_eval_forward() -> None:
-    model = _codec()
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_decompress_equals_the_eval_forward(layout: dict[str, Any]) -> None:
+    model = _codec(**layout)
     x = torch.rand(2, 1, 32, 64, generator=torch.Generator().manual_seed(5))
     for quality in (0, 2):
         coded = model.compress(x, quality)

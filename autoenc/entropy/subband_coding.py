@@ -23,8 +23,9 @@ from __future__ import annotations
 import math
 import zlib
 from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 from functools import lru_cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -219,3 +220,21 @@ def dequantise(q: Tensor, log_scale: Tensor, step: Tensor, shrink: float | None 
         y = y * torch.clamp(1.0 - float(shrink) / (scale.clamp_min(0.11) * s_nz) ** 2, min=0.0)
     out.view(-1)[nz] = y
     return out
+
+
+def sums_of_products(device: torch.device, integer: bool) -> AbstractContextManager[Any]:
+    """On CUDA, integer contexts convolve without cuDNN while coding.
+
+    cuDNN may pick Winograd or FFT algorithms, whose transforms are not sums of integer
+    products and would break the exactness the integer nets rely on; PyTorch's native CUDA
+    convolution is an im2col GEMM in float32: exact here. CPUs (oneDNN, direct and GEMM
+    kernels) need nothing.
+    """
+    if not integer or torch.device(device).type != "cuda":
+        return nullcontext()
+    return torch.backends.cudnn.flags(enabled=False)
+
+
+def float32_only(device: torch.device) -> torch.autocast:
+    """Autocast off: the scales that drive the coder are float32 whatever the caller's mode."""
+    return torch.autocast(device_type=torch.device(device).type, enabled=False)

@@ -15,6 +15,11 @@ contexts as in iWave's context model; no serial autoregression):
    magnitudes of the parent level's bands;
 4. then the rest of the level's three bands, from the same plus the decoded anchors.
 
+The finest levels may be one stage each (all symbols from the anchor net), and the finest of
+those may be predicted *at the parent's resolution* (``at_parent``): a net on the parent
+level's low-pass image, its signed bands and their magnitudes outputs 4 log-scales per parent
+position and band, pixel-shuffled to the level (a quarter of the positions to convolve).
+
 Training, encoding and decoding run the very same stage code (:meth:`SubbandContext._run`): the
 decoder only fills in each stage's symbols before the next stage reads them, so the scales it
 computes are the encoder's, operation for operation, always in float32 (an autocast around
@@ -38,7 +43,6 @@ from __future__ import annotations
 import math
 import zlib
 from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 import numpy as np
@@ -53,8 +57,10 @@ from autoenc.entropy.subband_coding import (
     checkerboard,
     conditional_mean,
     dequantise,
+    float32_only,
     grid_indexes,
     positions,
+    sums_of_products,
 )
 from autoenc.layers.integer import IntegerConvNet, round_ste
 from autoenc.layers.wavelet import Subbands, idwt2
@@ -121,13 +127,16 @@ class SubbandContext(nn.Module):
         widths: Sequence[int] | None = None,
         integer: bool = False,
         one_stage: int = 0,
+        at_parent: int = 0,
     ) -> None:
         """Build the context nets.
 
         ``levels`` detail levels; ``width`` channels of the LL net, ``widths`` per level
         (default ``width`` everywhere); ``integer``: integer-valued nets and exact indexes;
         ``one_stage``: the number of finest levels coded in one stage by their anchor nets
-        (no checkerboard, no rest net: see :func:`stages`).
+        (no checkerboard, no rest net: see :func:`stages`); ``at_parent``: the number of
+        those (finest first, not the coarsest level) whose nets work at the parent's
+        resolution.
         """
         super().__init__()
         self.levels = int(levels)
@@ -138,13 +147,28 @@ class SubbandContext(nn.Module):
         if not 0 <= int(one_stage) <= self.levels:
             raise ValueError(f"one_stage must be in 0..{self.levels}, got {one_stage}")
         self.one_stage = int(one_stage)
+        if not 0 <= int(at_parent) <= min(self.one_stage, self.levels - 1):
+            raise ValueError(
+                f"at_parent must be in 0..{min(self.one_stage, self.levels - 1)} (one-stage "
+                f"levels with a parent level), got {at_parent}"
+            )
+        self.at_parent = int(at_parent)
         make: Callable[[int, int, int], nn.Module] = IntegerConvNet if integer else _net
         self.ll_anchor = nn.Parameter(torch.tensor([math.log(8.0), 0.0]))
         self.ll_rest = make(2, 1, width)  # masked anchors, log step
-        # level k (0 = coarsest): low-pass image, 3 parent magnitudes, log step (+ 3 anchors)
-        self.anchor = nn.ModuleList(make(5, 3, per_level[k]) for k in range(levels))
+        # level k (0 = coarsest): low-pass image, 3 parent magnitudes, log step (+ 3 anchors);
+        # at the parent's resolution: its low-pass, 3 signed bands and their magnitudes, log
+        # step -> 4 log-scales (2 x 2 children) per band
+        self.anchor = nn.ModuleList(
+            make(8, 12, per_level[k]) if self._at_parent(k) else make(5, 3, per_level[k])
+            for k in range(levels)
+        )
         self.rest = nn.ModuleList(make(8, 3, per_level[k]) for k in range(self.two_stage))
         self.gaussian_conditional = GaussianConditional()
+
+    def _at_parent(self, k: int) -> bool:
+        """Whether level ``k``'s net works at its parent's resolution."""
+        return k >= self.levels - self.at_parent
 
     @property
     def two_stage(self) -> int:
@@ -189,7 +213,10 @@ class SubbandContext(nn.Module):
             k = (bands[0] - 1) // 3
             net = self.rest[k] if anchors is False else self.anchor[k]
         # an IntegerConvNet, or a runtime's stand-in for one (autoenc.codec.onnx.OrtNet)
-        return [int(e) for e in net.exponents().tolist()]  # type: ignore[operator]
+        exps = [int(e) for e in net.exponents().tolist()]  # type: ignore[operator]
+        if len(exps) == 4 * len(bands):  # at the parent: a band's 4 channels, the finest grid
+            return [max(exps[4 * b : 4 * b + 4]) for b in range(len(bands))]
+        return exps
 
     def indexes(self, log_scale: Tensor, step: float, exponent: int | None = None) -> Tensor:
         """Table indexes (int32) of log-scales ``log_scale`` of one item coded at ``step``.
@@ -257,24 +284,34 @@ class SubbandContext(nn.Module):
         done(next(plan), [r], mask)
         low = bands[0] * s  # the low-pass image at the coarsest level (LL complete now)
         parents = torch.zeros_like(low).expand(-1, 3, -1, -1)
+        up_low, up_level = low, parents  # the parent level's low-pass image and bands
         for k in range(self.levels):
             ix = (1 + 3 * k, 2 + 3 * k, 3 + 3 * k)
-            feat = torch.cat([low / 2.0 ** (self.levels - k), parents, logs.expand_as(low)], 1)
-            a = self.anchor[k](feat)
-            if k < self.two_stage:
-                mask = checkerboard(low.shape[-2], low.shape[-1], low.device)
-                done(next(plan), list(torch.split(a, 1, 1)), mask)
-                level = torch.cat([bands[i] for i in ix], 1) * s
-                r = self.rest[k](torch.cat([feat, level * mask], 1))
-                done(next(plan), list(torch.split(r, 1, 1)), mask)
-            else:  # one stage: every symbol of the level from the anchor net
+            if self._at_parent(k):  # one stage, 2 x 2 log-scales per parent position
+                g = up_low / 2.0 ** (self.levels - k + 1)
+                feat = torch.cat([g, up_level, up_level.abs(), logs.expand_as(g)], 1)
+                a = F.pixel_shuffle(self.anchor[k](feat), 2)
                 done(next(plan), list(torch.split(a, 1, 1)), None)
+            else:
+                feat = torch.cat([low / 2.0 ** (self.levels - k), parents, logs.expand_as(low)], 1)
+                a = self.anchor[k](feat)
+                if k < self.two_stage:
+                    mask = checkerboard(low.shape[-2], low.shape[-1], low.device)
+                    done(next(plan), list(torch.split(a, 1, 1)), mask)
+                    level = torch.cat([bands[i] for i in ix], 1) * s
+                    r = self.rest[k](torch.cat([feat, level * mask], 1))
+                    done(next(plan), list(torch.split(r, 1, 1)), mask)
+                else:  # one stage: every symbol of the level from the anchor net
+                    done(next(plan), list(torch.split(a, 1, 1)), None)
             if k == self.levels - 1:
                 break  # the full-resolution image would serve no further level
             level = torch.cat([bands[i] for i in ix], 1) * s  # complete now (decoder)
-            hl, lh, hh = torch.split(level, 1, 1)
-            low = idwt2(Subbands(low, ((hl, lh, hh),)))
-            parents = F.interpolate(level.abs(), scale_factor=2.0, mode="nearest")
+            up_low, up_level = low, level
+            if k + 2 < self.levels or not self._at_parent(k + 1):  # a level still needs it
+                hl, lh, hh = torch.split(level, 1, 1)
+                low = idwt2(Subbands(low, ((hl, lh, hh),)))
+            if not self._at_parent(k + 1):
+                parents = F.interpolate(level.abs(), scale_factor=2.0, mode="nearest")
         return out
 
     # ---- training / evaluation ----------------------------------------------------------------
@@ -300,7 +337,7 @@ class SubbandContext(nn.Module):
         q = [torch.round(t.float() / s) for t in flat(y)]
         if not all(bool((t.abs() < 2**31).all()) for t in q):
             raise ValueError("wavelet symbols do not fit int32 (non-finite input?)")
-        with _float32(q[0].device), _sums_of_products(q[0].device, self.integer):
+        with float32_only(q[0].device), sums_of_products(q[0].device, self.integer):
             logr = self._run(q, step)  # the coding never feels an autocast around it
         gc = self.gaussian_conditional
         plan = stages(self.levels, self.one_stage)
@@ -348,28 +385,10 @@ class SubbandContext(nn.Module):
             raise ValueError(f"shrink needs {len(bands)} band variances, got {len(shrink)}")
         steps = step.float().flatten().tolist()
         decoder = StageDecoder(self, strings, [t.shape[-2:] for t in bands], steps, device)
-        with _float32(device), _sums_of_products(device, self.integer):
+        with float32_only(device), sums_of_products(device, self.integer):
             logr = self._run(decoder.bands, step.to(device), hook=decoder)
         y_hat = [
             dequantise(q, r, step, None if shrink is None else shrink[i])
             for i, (q, r) in enumerate(zip(decoder.bands, logr, strict=True))
         ]
         return unflat(y_hat), decoder.crcs
-
-
-def _sums_of_products(device: torch.device, integer: bool) -> AbstractContextManager[Any]:
-    """On CUDA, integer contexts convolve without cuDNN while coding.
-
-    cuDNN may pick Winograd or FFT algorithms, whose transforms are not sums of integer
-    products and would break the exactness the integer nets rely on; PyTorch's native CUDA
-    convolution is an im2col GEMM in float32: exact here. CPUs (oneDNN, direct and GEMM
-    kernels) need nothing.
-    """
-    if not integer or torch.device(device).type != "cuda":
-        return nullcontext()
-    return torch.backends.cudnn.flags(enabled=False)
-
-
-def _float32(device: torch.device) -> torch.autocast:
-    """Autocast off: the scales that drive the coder are float32 whatever the caller's mode."""
-    return torch.autocast(device_type=torch.device(device).type, enabled=False)

@@ -179,6 +179,7 @@ class WaveletCodec(AutoencoderBase):
         widths: Sequence[int] | None = None,
         integer: bool = False,
         one_stage: int = 0,
+        at_parent: int = 0,
     ) -> None:
         """Build the codec.
 
@@ -203,6 +204,9 @@ class WaveletCodec(AutoencoderBase):
                 scale from the level's anchor net (no checkerboard, no rest net): half the
                 context arithmetic and coder calls where 15/16 of the symbols are, for a
                 little rate (the spatial context buys little there, issue 14).
+            at_parent: the number of finest (one-stage) levels whose scales a net computes at
+                the parent level's resolution, 4 per parent position (a quarter of the
+                positions, no full-resolution low-pass or upsampled parents to build).
 
         Raises:
             ValueError: bad levels/width, a ladder that is empty, not positive or not
@@ -236,6 +240,8 @@ class WaveletCodec(AutoencoderBase):
                                 integer=bool(integer))  # fmt: skip
         if one_stage:  # absent from older configs too
             self._config.update(one_stage=int(one_stage))
+        if at_parent:
+            self._config.update(at_parent=int(at_parent))
         self.despeckle = tuple(strengths)
         self.speckle_product = str(speckle_product)
         self.levels = levels
@@ -244,7 +250,7 @@ class WaveletCodec(AutoencoderBase):
         self.default_quality = int(default_quality)
         self.g_a = WaveletAnalysis(levels)
         self.g_s = WaveletSynthesis(levels)
-        self.context = SubbandContext(levels, width, widths, integer, one_stage)
+        self.context = SubbandContext(levels, width, widths, integer, one_stage, at_parent)
 
     @property
     def exact_batching(self) -> bool:

