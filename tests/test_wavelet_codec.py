@@ -195,17 +195,20 @@ def test_shipped_model_loads_without_pickle_or_network(
     assert find_shipped("0" * 64) is None
 
 
-@pytest.mark.parametrize("name", ["wavelet-grdh", "wavelet-grdh-int"])
+@pytest.mark.parametrize("name", ["wavelet-grdh", "wavelet-grdh-int", "wavelet-grdh-fast"])
 def test_previous_defaults_stay_shipped_and_their_files_decode_without_ckpt(
     shipped: Path, tifs: dict[str, Path], tmp_path: Path, name: str
 ) -> None:
     # issue 14 replaced wavelet-grdh (float contexts) by wavelet-grdh-int (integer contexts),
-    # then that by wavelet-grdh-fast (its two finest levels in one stage): files written by
+    # then that by wavelet-grdh-fast (its two finest levels in one stage), then that by
+    # wavelet-grdh-parent (the finest predicted at its parent's resolution): files written by
     # the older ones are found by their header's weights hash and decode alike
     previous = shipped.with_name(f"{name}.safetensors")
-    assert previous != shipped and load_codec(shipped).model.context.integer
+    default = load_codec(shipped)
+    assert previous != shipped and default.model.context.integer
     old = load_codec(previous)
-    assert old.model.context.one_stage == 0 and find_shipped(old.weights_sha256) == previous
+    assert old.model.context.at_parent == 0 != default.model.context.at_parent
+    assert find_shipped(old.weights_sha256) == previous != shipped
     aec = tmp_path / "a" / "s.aec"
     aec.parent.mkdir()
     assert main(["compress", str(tifs["sigma0"]), "-o", str(aec), "--quiet",
@@ -225,7 +228,7 @@ def test_previous_defaults_stay_shipped_and_their_files_decode_without_ckpt(
 def test_shipped_card_names_its_command_and_matches_the_weights(shipped: Path) -> None:
     card = json.loads(shipped.with_suffix(".json").read_text())
     text = shipped.with_suffix(".md").read_text()
-    assert card["command"] == "make codec-fast"  # derived from wavelet-grdh-int's training
+    assert card["command"] == "make codec-parent"  # derived from wavelet-grdh-int's training
     assert card["card_command"].startswith("autoenc export ")
     assert card["card_command"] in text and card["command"] in text
     assert card["record"]["weights_sha256"] == load_codec(shipped).weights_sha256

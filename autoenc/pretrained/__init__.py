@@ -12,7 +12,10 @@ searches every ``*.safetensors``): ``wavelet-grdh`` (float context nets, issue 1
 default until ``wavelet-grdh-int`` (integer context nets, narrower at the finest levels: portable
 files, exact ONNX decoding and faster coding; issue 14), which was the default until
 ``wavelet-grdh-fast``: the same nets with its two finest levels coded in one stage (``make
-codec-fast``; faster decoding for about 1-2 % of rate, issue 14).
+codec-fast``; faster decoding for about 1-2 % of rate, issue 14), which was the default until
+``wavelet-grdh-parent``: as wavelet-grdh-fast, with the finest level's scales predicted at its
+parent's resolution by a new net fitted on the training split, every other weight kept (``make
+codec-parent``; faster decoding and fewer bits at that level, issue 14).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import torch
 from autoenc.codec.model_io import LoadedCodec, ModelError, load_codec
 
 #: Name of the default codec: ``<name>.safetensors`` and its card ``<name>.md`` live here.
-DEFAULT = "wavelet-grdh-fast"
+DEFAULT = "wavelet-grdh-parent"
 FOLDER = Path(__file__).resolve().parent
 
 
