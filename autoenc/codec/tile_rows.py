@@ -211,10 +211,6 @@ class TileRow:
             self._got.update({first + i: torch.from_numpy(a).to(device) for i, a in enumerate(got)})
         return self._got[c]
 
-    def pending(self) -> bool:
-        """Whether a worker is still decoding a tile of this row."""
-        return any(not fut.done() for _, fut in self._jobs)
-
     def width(self, c: int) -> int:
         """Latent width of tile ``c`` (without waiting)."""
         return self._decoder.grid.latent_core(self.r, c).w
@@ -249,6 +245,7 @@ class LatentRows:
         self._pool: ProcessPoolExecutor | None = None
         self._rows: dict[int, TileRow] = {}
         self._read_rows = 0
+        self._running: list[Future[Any]] = []  # jobs handed to the pool, not seen done yet
 
     def __enter__(self) -> LatentRows:  # noqa: D105
         return self
@@ -285,16 +282,19 @@ class LatentRows:
         try:
             with warnings.catch_warnings():  # Python >= 3.12 warns of fork with threads
                 warnings.simplefilter("ignore", DeprecationWarning)
-                return [(run[0][0], self._pool.submit(_work, r, run)) for run in runs]
+                jobs = [(run[0][0], self._pool.submit(_work, r, run)) for run in runs]
         except BrokenProcessPool:  # a worker died: the rest is decoded here
             self.workers = 0
             return []
+        self._running += [fut for _, fut in jobs]
+        return jobs
 
     def drained(self) -> bool:
         """Whether every row has been handed out and no job of the pool is still running."""
         if self._read_rows < self.decoder.grid.shape[0]:
             return False
-        return not any(row.pending() for row in self._rows.values())
+        self._running = [f for f in self._running if not f.done()]
+        return not self._running
 
     def row(self, r: int) -> TileRow:
         """Row ``r`` (rows are asked for in order); the pool gets the rows after it meanwhile.

@@ -13,9 +13,9 @@ default until ``wavelet-grdh-int`` (integer context nets, narrower at the finest
 files, exact ONNX decoding and faster coding; issue 14), which was the default until
 ``wavelet-grdh-fast``: the same nets with its two finest levels coded in one stage (``make
 codec-fast``; faster decoding for about 1-2 % of rate, issue 14), which was the default until
-``wavelet-grdh-parent``: as wavelet-grdh-fast, with the finest level's scales predicted at its
-parent's resolution by a new net fitted on the training split, every other weight kept (``make
-codec-parent``; faster decoding and fewer bits at that level, issue 14).
+``wavelet-grdh-parent``: as wavelet-grdh-fast, with the two finest levels' scales predicted at
+their parents' resolution by new nets fitted on the training split, every other weight kept
+(``make codec-parent``; faster decoding and fewer bits at those levels, issue 14).
 """
 
 from __future__ import annotations
