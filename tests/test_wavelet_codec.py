@@ -29,7 +29,7 @@ from autoenc.codec.container import ContainerReader
 from autoenc.codec.model_io import export_safetensors, load_codec, weights_sha256
 from autoenc.data.datamodule import PatchDataModule
 from autoenc.models import create_model
-from autoenc.pretrained import default_path, find_shipped
+from autoenc.pretrained import default_path, find_shipped, resolve
 from autoenc.pretrained.card import compare_cards
 from autoenc.task import CompressionTask
 
@@ -211,17 +211,20 @@ def test_previous_defaults_stay_shipped_and_their_files_decode_without_ckpt(
     assert find_shipped(old.weights_sha256) == previous != shipped
     aec = tmp_path / "a" / "s.aec"
     aec.parent.mkdir()
+    # --ckpt takes a shipped model's name (resolve), in compress and in decompress
+    assert resolve(Path(name)) == previous
+    assert resolve(Path("no-such-model")) == Path("no-such-model")
     assert main(["compress", str(tifs["sigma0"]), "-o", str(aec), "--quiet",
-                 "--ckpt", str(previous)]) == 0  # fmt: skip
+                 "--ckpt", name]) == 0  # fmt: skip
     moved = tmp_path / "b" / "s.aec"
     moved.parent.mkdir()
     shutil.move(aec, moved)
     outs = {}
-    for name, extra in (("found", []), ("named", ["--ckpt", str(previous)])):
-        out = tmp_path / f"{name}.tif"
+    for how, extra in (("found", []), ("named", ["--ckpt", name])):
+        out = tmp_path / f"{how}.tif"
         assert main(["decompress", str(moved), "-o", str(out), "--quiet", *extra]) == 0
         with rasterio.open(out) as g:
-            outs[name] = g.read(1)
+            outs[how] = g.read(1)
     np.testing.assert_array_equal(outs["found"], outs["named"])
 
 

@@ -125,8 +125,9 @@ def compress_main(argv: list[str] | None = None) -> int:
     p.add_argument("inputs", nargs="+", type=Path, help="GeoTIFF scene(s)")
     p.add_argument("-o", "--output", type=Path, required=True, help=".aec file, or a folder")
     p.add_argument("--ckpt", type=Path, default=None,
-                   help="model: a checkpoint of `autoenc fit` or a .safetensors export "
-                   "(default: the shipped default codec)")  # fmt: skip
+                   help="model: a checkpoint of `autoenc fit`, a .safetensors export or a "
+                   "shipped model's name, e.g. wavelet-grdh-int (default: the shipped "
+                   "default codec)")  # fmt: skip
     p.add_argument("--quality", type=int, default=None,
                    help="operating point of a variable-rate model, 0 = smallest files "
                    "(default: the model's; its card lists the ladder)")  # fmt: skip
@@ -184,10 +185,11 @@ def compress_main(argv: list[str] | None = None) -> int:
 
         ckpts = [args.ckpt] if args.ckpt is not None else []
         outs = _outputs(args.inputs, args.output, ".aec", args.overwrite, ckpts)
-        from autoenc.pretrained import load_default
+        from autoenc.pretrained import load_default, resolve
 
         device = _device(args.device)
-        codec = load_default(device) if args.ckpt is None else load_codec(args.ckpt, device)
+        ckpt = None if args.ckpt is None else resolve(args.ckpt)
+        codec = load_default(device) if ckpt is None else load_codec(ckpt, device)
         for src, dst in zip(args.inputs, outs, strict=True):
             with _progress(f"compress {src.name}", args.quiet) as advance:
                 stats = compress_scene(
@@ -294,7 +296,7 @@ def decompress_main(argv: list[str] | None = None) -> int:
         for src, dst in zip(args.inputs, outs, strict=True):
 
             def load(sh: SceneHeader, src: Path = src, dst: Path = dst) -> LoadedCodec:
-                from autoenc.pretrained import find_shipped
+                from autoenc.pretrained import find_shipped, resolve
 
                 if args.backend == "onnxruntime":  # --ckpt is the export folder
                     from autoenc.codec.onnx import load_onnx
@@ -303,7 +305,7 @@ def decompress_main(argv: list[str] | None = None) -> int:
                         cache[args.ckpt] = load_onnx(args.ckpt)
                     return cache[args.ckpt]
                 name = Path(sh.model.checkpoint or "").name  # no path parts
-                path = args.ckpt or src.parent / name
+                path = resolve(args.ckpt) if args.ckpt is not None else src.parent / name
                 if args.ckpt is None and not path.is_file():
                     shipped = find_shipped(sh.model.weights_sha256)
                     path = shipped if shipped is not None else path

@@ -56,6 +56,18 @@ def load_default(device: str | torch.device = "cpu") -> LoadedCodec:
     return load_codec(path, device)
 
 
+def resolve(ckpt: Path) -> Path:
+    """``ckpt`` itself, or the shipped model it names (``wavelet-grdh-int``: no such file here).
+
+    A bare name without suffix that is not a file resolves to ``FOLDER/<name>.safetensors``
+    when the package ships it; anything else is returned unchanged (and loading reports it).
+    """
+    if ckpt.is_file() or ckpt.suffix or len(ckpt.parts) != 1:
+        return ckpt
+    shipped_file = FOLDER / f"{ckpt.name}.safetensors"
+    return shipped_file if shipped_file.is_file() else ckpt
+
+
 def find_shipped(weights_sha256: str) -> Path | None:
     """The shipped weight file whose weights hash is ``weights_sha256``, if any."""
     from safetensors import SafetensorError, safe_open

