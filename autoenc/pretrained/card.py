@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from autoenc.pretrained.derive import FIT_STEPS, with_at_parent, with_one_stage
+from autoenc.pretrained.derive import FIT_STEPS, with_at_parent, with_decode_args, with_one_stage
 
 log = logging.getLogger("autoenc.export")
 
@@ -354,37 +354,6 @@ def _export_onnx(ckpt: Path, out: Path, overwrite: bool) -> int:
         return 2
     log.info("exported %s as ONNX into %s (%s)", ckpt, out, record.name)
     return 0
-
-
-#: Model arguments that only change how files are decoded by default (no weight, no bit).
-DECODE_ARGS = ("despeckle", "speckle_product")
-
-
-def with_decode_args(codec: Any, items: list[str]) -> Any:
-    """``codec`` rebuilt with decode-time arguments ``KEY=JSON`` set in its spec.
-
-    Raises:
-        ValueError: a malformed item, a key that is not a decode-time argument, or values
-            the model refuses.
-    """
-    import dataclasses
-
-    from autoenc.models import build_model
-
-    if not items:
-        return codec
-    spec = {**codec.spec, "init_args": dict(codec.spec.get("init_args") or {})}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or key not in DECODE_ARGS:
-            raise ValueError(f"--model-arg {item!r}: expected KEY=JSON with KEY in {DECODE_ARGS}")
-        try:
-            spec["init_args"][key] = json.loads(value)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"--model-arg {item!r}: {e}") from None
-    model = build_model(spec)
-    model.load_state_dict(codec.model.state_dict())
-    return dataclasses.replace(codec, model=model.eval(), spec=spec)
 
 
 def compare_cards(card: dict[str, Any], other: dict[str, Any]) -> float:

@@ -5,6 +5,7 @@
 A wavelet codec's transform is fixed, so the rate of a level depends only on the nets that
 predict that level's scales: a derivation may change those nets and keep every other weight.
 
+* :func:`with_decode_args` sets decode-time defaults (despeckling; no weight, no bit);
 * :func:`with_one_stage` codes the ``n`` finest levels in one stage each, with their anchor
   nets (their rest nets are dropped; no training);
 * :func:`with_at_parent` replaces the nets of the ``n`` finest one-stage levels by nets at the
@@ -21,6 +22,7 @@ Invariants:
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import math
 from pathlib import Path
@@ -60,6 +62,35 @@ def _wavelet(codec: Any, flag: str) -> Any:
     if not isinstance(codec.model, WaveletCodec):
         raise ValueError(f"{flag}: {codec.path} is not a wavelet codec")
     return codec.model
+
+
+#: Model arguments that only change how files are decoded by default (no weight, no bit).
+DECODE_ARGS = ("despeckle", "speckle_product")
+
+
+def with_decode_args(codec: Any, items: list[str]) -> Any:
+    """``codec`` rebuilt with decode-time arguments ``KEY=JSON`` set in its spec.
+
+    Raises:
+        ValueError: a malformed item, a key that is not a decode-time argument, or values
+            the model refuses.
+    """
+    from autoenc.models import build_model
+
+    if not items:
+        return codec
+    spec = {**codec.spec, "init_args": dict(codec.spec.get("init_args") or {})}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or key not in DECODE_ARGS:
+            raise ValueError(f"--model-arg {item!r}: expected KEY=JSON with KEY in {DECODE_ARGS}")
+        try:
+            spec["init_args"][key] = json.loads(value)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"--model-arg {item!r}: {e}") from None
+    model = build_model(spec)
+    model.load_state_dict(codec.model.state_dict())
+    return dataclasses.replace(codec, model=model.eval(), spec=spec)
 
 
 def with_one_stage(codec: Any, n: int) -> Any:
