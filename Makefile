@@ -55,7 +55,7 @@ CODEC_README ?= README.md
 # qualities 0-4, at or below the speckle cap of its data, faithful above.
 CODEC_DESPECKLE ?= [0.25,0.25,0.25,0.25,0.25,0,0,0,0,0,0,0]
 
-codec-model: $(STAMP) ## train the shipped default codec from scratch (~30 min on 2 CPU cores) and export it with its card
+codec-model: $(STAMP) ## train wavelet-grdh-int from scratch, export it and derive the shipped default from it, with their cards (~40 min on 2 CPU cores)
 	$(VENV)/bin/autoenc compare configs/compare/cpu.yaml --data-only
 	rm -rf $(CODEC_LOGS)
 	$(VENV)/bin/autoenc fit --config configs/codec.yaml --config configs/codec_cpu.yaml \
@@ -77,7 +77,7 @@ codec-fast: $(STAMP) ## derive wavelet-grdh-fast (the previous default) from wav
 # The default itself, wavelet-grdh-parent: as wavelet-grdh-fast, and the two finest levels'
 # scales predicted at their parents' resolution by new 16-channel nets fitted here on the
 # training split (4,000 seeded steps, ~4 min; every other weight kept; issue 14), with its card.
-codec-parent: $(STAMP) ## derive the shipped default wavelet-grdh-parent from wavelet-grdh-int (~7 min) and measure its card
+codec-parent: $(STAMP) ## derive the shipped default wavelet-grdh-parent from wavelet-grdh-int and measure its card (~9 min on 2 CPU cores)
 	$(VENV)/bin/autoenc compare configs/compare/cpu.yaml --data-only
 	$(VENV)/bin/autoenc export $(CODEC_OUT)/wavelet-grdh-int.safetensors --name wavelet-grdh-parent \
 		--one-stage 2 --at-parent 2 --command "make codec-parent" --out-dir $(CODEC_OUT) \
