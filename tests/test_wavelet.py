@@ -62,6 +62,8 @@ def test_region_synthesis_is_the_cut_of_the_whole_synthesis(
         part = g_s.region(y, region)
     assert part.shape == whole.shape
     assert torch.equal(part, whole)
+    with pytest.raises(ValueError, match="5 levels need 1024 channels"):
+        g_s.region(y[:, :64], region)
 
 
 def test_near_orthonormal_and_constant_in_ll_only() -> None:

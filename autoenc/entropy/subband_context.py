@@ -205,16 +205,16 @@ class SubbandContext(nn.Module):
     def stage_exponents(self, stage: Stage) -> list[int]:
         """Per band of ``stage``, the grid exponent of its log-scales (integer contexts)."""
         bands, anchors = stage
+        k = (bands[0] - 1) // 3
         if bands == (0,):
             if anchors:
                 return [LL_ANCHOR_EXP]
             net = self.ll_rest
         else:
-            k = (bands[0] - 1) // 3
             net = self.rest[k] if anchors is False else self.anchor[k]
         # an IntegerConvNet, or a runtime's stand-in for one (autoenc.codec.onnx.OrtNet)
         exps = [int(e) for e in net.exponents().tolist()]  # type: ignore[operator]
-        if len(exps) == 4 * len(bands):  # at the parent: a band's 4 channels, the finest grid
+        if bands != (0,) and self._at_parent(k):  # a band's 4 children: the finest of 4 grids
             return [max(exps[4 * b : 4 * b + 4]) for b in range(len(bands))]
         return exps
 

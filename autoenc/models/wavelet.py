@@ -107,7 +107,12 @@ class WaveletSynthesis(nn.Module):
         value is computed by the same operations on the same inputs as in :meth:`forward`,
         and the window's own edges stay where they were. A tile decoded with its halo
         synthesises about 0.7x the samples (1024-px tiles, 128-px halo).
+
+        Raises:
+            ValueError: ``y`` is not a ``levels`` packing (as :func:`unpack`).
         """
+        if y.ndim != 4 or y.shape[1] != 4**self.levels:
+            unpack(y, self.levels)  # raises, naming the shape
         y = y.float()
         shape = y.shape[-2:]
         # the input span (rows, cols) of every level, finest first, from the region outwards
