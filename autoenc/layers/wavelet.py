@@ -123,9 +123,8 @@ def _synthesis_1d(s: Tensor, d: Tensor, dim: int) -> Tensor:
         d = d - _pair_next(s, GAMMA, dim)
         s = s - _pair_prev(d, BETA, dim)
         d = d - _pair_next(s, ALPHA, dim)
-        return torch.stack([s, d], dim=dim + 1 if dim >= 0 else dim).flatten(
-            *((dim, dim + 1) if dim >= 0 else (dim - 1, dim))
-        )
+        axis = dim % s.ndim  # interleave: (..., n, 2, ...) -> (..., 2n, ...)
+        return torch.stack([s, d], dim=axis + 1).flatten(axis, axis + 1)
     shape = list(s.shape)
     shape[dim] *= 2
     out = s.new_empty(shape)

@@ -165,14 +165,6 @@ def with_at_parent(
     return _finish(codec, model, spec)
 
 
-def _level_symbols(k: int) -> slice:
-    """Level ``k``'s symbols in the context's flat likelihoods, in units of LL positions.
-
-    Flat order: LL (1 per LL position), then per level, coarsest first, 3 bands of ``4**j``.
-    """
-    return slice(4**k, 4 ** (k + 1))  # 1 + 3 * (1 + 4 + ... + 4**(k-1)) = 4**k
-
-
 def _fit(model: Any, trained: range, old: Any, data: Path, steps: int, crop: int) -> None:
     """Train the anchor nets of levels ``trained`` of ``model`` on their rate (in place)."""
     import torch
@@ -221,19 +213,20 @@ def _fit(model: Any, trained: range, old: Any, data: Path, steps: int, crop: int
 
 
 def _level_bits(model: Any, x: torch.Tensor, s: torch.Tensor, levels: range) -> torch.Tensor:
-    """Bits of levels ``levels``'s symbols of images ``x`` at steps ``s`` (a scalar)."""
+    """Bits of the symbols of the finest levels ``levels`` of images ``x`` at steps ``s``.
+
+    The context's flat likelihoods hold LL (one per LL position), then per level, coarsest
+    first, 3 bands of ``4**k`` per LL position: level ``k`` starts at ``4**k`` of them, so the
+    finest levels from ``levels.start`` on are the tail from ``4**levels.start`` on.
+    """
     import torch
 
     from autoenc.layers.wavelet import dwt2
 
-    y = dwt2(x.float() - 0.5, model.levels)
-    _, lik = model.context(y, s)
+    assert levels.stop == model.levels  # the finest levels: a tail of the likelihoods
+    _, lik = model.context(dwt2(x.float() - 0.5, model.levels), s)
     ll = (x.shape[-2] >> model.levels) * (x.shape[-1] >> model.levels)
-    return sum(
-        (-torch.log2(lik[:, _level_symbols(k).start * ll : _level_symbols(k).stop * ll]).sum()
-         for k in levels),
-        torch.zeros(()),
-    )  # fmt: skip
+    return -torch.log2(lik[:, ll * 4**levels.start :]).sum()
 
 
 def _validation(dm: Any, model: Any) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -260,6 +253,6 @@ def _bits(model: Any, val: list[tuple[torch.Tensor, torch.Tensor]], levels: rang
     with torch.no_grad():
         for x, s in val:
             total += float(_level_bits(model, x, s, levels))
-            count += sum(3 * x.numel() // 4 ** (model.levels - k) for k in levels)
+            count += x.numel() * (1 - 4.0 ** (levels.start - model.levels))  # their symbols
     model.train(was)
     return f"{total / count:.4f}"
